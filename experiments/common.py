@@ -1,0 +1,21 @@
+"""What the experiment scripts share: the real Hydra config, composed as train.py would see it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """The project's config with ``overrides`` (Hydra syntax), like ``python train.py overrides``."""
+    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+    if DEFAULT_DATA_DIR.is_dir():
+        os.environ.setdefault("NAOLIT_DATA_DIR", str(DEFAULT_DATA_DIR))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

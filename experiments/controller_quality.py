@@ -1,0 +1,58 @@
+"""How good is the controller? Train it on N random NAS-Bench-201 architectures, test on 1000 others.
+
+    python experiments/controller_quality.py                       # N=1000, default controller config
+    python experiments/controller_quality.py --num-train 300 controller.fit.epochs=300
+
+Reports Kendall tau and pairwise accuracy of the predictor, exact recovery and mean Hamming
+distance of the decoder on the held-out architectures, and wall time per controller epoch.
+Trailing arguments are Hydra overrides of the real config (conf/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from common import load_config
+from naolit.benchmarks import NB201Table
+from naolit.controller import fit_controller, kendall_tau, pairwise_accuracy, recovery
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-train", type=int, default=1000)
+    parser.add_argument("--num-test", type=int, default=1000)
+    parser.add_argument("--column", default="c10valid_valid_acc_200ep", help="the score to learn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. controller.fit.epochs=200")
+    args = parser.parse_args()
+
+    cfg = load_config(["space=nb201", *args.overrides])
+    pl.seed_everything(args.seed)
+    table = NB201Table(f"{cfg.paths.data_dir}/nb201/nb201_merged_15625.csv")
+    scores = table.column(args.column)
+    order = torch.randperm(len(scores), generator=torch.Generator().manual_seed(args.seed))
+    train, test = order[: args.num_train], order[args.num_train : args.num_train + args.num_test]
+
+    space = instantiate(cfg.space)
+    controller = instantiate(cfg.controller.model, space=space)
+    fit = cfg.controller.fit
+    start = time.perf_counter()
+    fit_controller(controller, table.tokens[train], scores[train], epochs=fit.epochs, batch_size=fit.batch_size,
+                   grad_clip=fit.grad_clip, accelerator=fit.accelerator, progress_bar=True)
+    seconds_per_epoch = (time.perf_counter() - start) / fit.epochs
+
+    predicted = controller.predict_scores(table.tokens[test])
+    tau = kendall_tau(predicted, scores[test])
+    pair_acc = pairwise_accuracy(predicted, scores[test])
+    exact, hamming = recovery(space, controller.reconstruct(table.tokens[test]), table.tokens[test])
+    print(f"train={len(train)} test={len(test)} epochs={fit.epochs} seconds_per_epoch={seconds_per_epoch:.4f} "
+          f"pairwise_accuracy={pair_acc:.4f} hamming={hamming:.4f} kendall_tau={tau:.4f} recovery={exact:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The NAS-Bench-201 table: every architecture's accuracies, looked up by token sequence."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from naolit.spaces import Arch, NB201Space
+
+REQUIRED_COLUMNS = ("index", "arch_str")
+NUM_ARCHS = 15625
+
+
+class NB201Table:
+    """Reads ``nb201_merged_15625.csv`` (one row per architecture, official index order)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"NAS-Bench-201 table {self.path} does not exist: set paths.data_dir (or NAOLIT_DATA_DIR) "
+                f"to the folder that holds nb201/nb201_merged_15625.csv"
+            )
+        self.frame = pd.read_csv(self.path)
+        missing = [c for c in REQUIRED_COLUMNS if c not in self.frame.columns]
+        if missing or len(self.frame) != NUM_ARCHS:
+            raise ValueError(f"{self.path}: expected {NUM_ARCHS} rows with columns {list(REQUIRED_COLUMNS)}, "
+                             f"got {len(self.frame)} rows and columns {list(self.frame.columns)}")
+        self.space = NB201Space()
+        self.tokens = torch.tensor([self.space.from_arch_str(s) for s in self.frame["arch_str"]])
+
+    @cached_property
+    def row_of(self) -> dict[Arch, int]:
+        return {tuple(t): i for i, t in enumerate(self.tokens.tolist())}
+
+    def column(self, name: str) -> torch.Tensor:
+        """One metric column for every architecture, as a float tensor in table order."""
+        if name not in self.frame.columns:
+            metrics = [c for c in self.frame.columns if c not in REQUIRED_COLUMNS]
+            raise KeyError(f"{self.path}: no column {name!r}; available: {metrics}")
+        return torch.tensor(self.frame[name].to_numpy(), dtype=torch.float)
+
+    def rows(self, archs: list[Arch] | torch.Tensor) -> torch.Tensor:
+        """Table rows of the given architectures."""
+        archs = archs.tolist() if isinstance(archs, torch.Tensor) else archs
+        return torch.tensor([self.row_of[tuple(a)] for a in archs], dtype=torch.long)

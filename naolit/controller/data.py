@@ -1,0 +1,26 @@
+"""(architecture, score) training data for the controller."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+
+def minmax_normalize(scores: torch.Tensor) -> torch.Tensor:
+    """Scale scores to [0, 1] over the current pool (NAO's target normalisation)."""
+    low, high = scores.min(), scores.max()
+    if high == low:
+        return torch.full_like(scores, 0.5)
+    return (scores - low) / (high - low)
+
+
+def controller_dataloader(archs: torch.Tensor, scores: torch.Tensor, batch_size: int,
+                          generator: torch.Generator | None = None) -> DataLoader:
+    """Shuffled batches of (tokens, min-max normalised scores), sliced whole from memory."""
+    if archs.shape[0] != scores.shape[0] or archs.shape[0] == 0:
+        raise ValueError(f"controller data: need as many scores as architectures (> 0), "
+                         f"got {archs.shape[0]} architectures and {scores.shape[0]} scores")
+    dataset = TensorDataset(archs.long(), minmax_normalize(scores.float()))
+    # Index the tensors with a whole batch of indices at once: no per-item collate.
+    sampler = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
+    return DataLoader(dataset, sampler=sampler, batch_size=None)

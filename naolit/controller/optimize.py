@@ -1,0 +1,80 @@
+"""Embedding optimisation: move seed embeddings up the predictor's gradient and decode new architectures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from naolit.controller.encoder import embed
+from naolit.controller.module import NAOController
+from naolit.spaces import Arch
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A new architecture and the step size eta that produced it."""
+
+    arch: Arch
+    eta: float
+
+
+def optimize_embeddings(controller: NAOController, seeds: torch.Tensor, etas: torch.Tensor) -> torch.Tensor:
+    """Decode ``e + eta * df/de`` for every seed and every eta, in one batch.
+
+    The gradient is taken once, w.r.t. each encoder step output, at the seeds' own embeddings; each
+    eta is a single step of that size from the original point (NAO). Returns (len(etas) * n, seq_len)
+    tokens, eta-major: rows [k*n, (k+1)*n) used etas[k].
+    """
+    was_training = controller.training
+    controller.eval()
+    seeds = seeds.to(controller.device)
+    with torch.no_grad():
+        step_outputs = controller.encoder(seeds)
+    with torch.enable_grad():
+        step_outputs.requires_grad_(True)
+        predicted = controller.predictor(embed(step_outputs))
+        (gradient,) = torch.autograd.grad(predicted.sum(), step_outputs)
+    with torch.no_grad():
+        etas = etas.to(step_outputs)
+        moved = step_outputs[None] + etas[:, None, None, None] * gradient[None]
+        moved = F.normalize(moved.flatten(0, 1), dim=-1)
+        decoded = controller.decoder.decode(moved, embed(moved)).cpu()
+    controller.train(was_training)
+    return decoded
+
+
+def generate_new(
+    controller: NAOController,
+    seeds: torch.Tensor,
+    num_new: int,
+    seen: set[Arch],
+    eta_step: float = 1.0,
+    max_etas: int = 100,
+    etas_per_pass: int = 8,
+) -> list[Generated]:
+    """Up to ``num_new`` architectures, new in canonical form (not in ``seen``), from ``seeds``.
+
+    Step sizes eta_step * 1, 2, ... are tried in passes of ``etas_per_pass`` at once (one batched
+    decode each); smaller steps win, and within a step better seeds (earlier rows) win.
+    """
+    if num_new < 0 or eta_step <= 0 or max_etas < 1 or etas_per_pass < 1:
+        raise ValueError(f"generate_new: need num_new >= 0, eta_step > 0, max_etas >= 1, etas_per_pass >= 1, "
+                         f"got {num_new}, {eta_step}, {max_etas}, {etas_per_pass}")
+    space = controller.space
+    found: dict[Arch, Generated] = {}
+    for first in range(1, max_etas + 1, etas_per_pass):
+        if len(found) >= num_new:
+            break
+        etas = eta_step * torch.arange(first, min(first + etas_per_pass, max_etas + 1), dtype=torch.float)
+        decoded = optimize_embeddings(controller, seeds, etas)
+        canonical = space.canonicalize(decoded)
+        per_eta = seeds.shape[0]
+        for row, (arch, key) in enumerate(zip(decoded.tolist(), canonical.tolist())):
+            key = tuple(key)
+            if key not in seen and key not in found:
+                found[key] = Generated(tuple(arch), etas[row // per_eta].item())
+                if len(found) == num_new:
+                    break
+    return list(found.values())

@@ -1,0 +1,35 @@
+"""Plots of a search: the query-by-query curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(curves: dict[str, tuple[list[float], list[float], list[float] | None]], path: str | Path,
+                ylabel: str, title: str, reference: float | None = None) -> Path:
+    """One line per label: (x, mean, std or None); std is drawn as a band. Written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, (x, mean, std) in curves.items():
+        ax.plot(x, mean, label=label)
+        if std is not None:
+            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    if reference is not None:
+        ax.axhline(reference, color="0.5", linestyle="--", linewidth=1, label=f"optimum {reference:.2f}")
+    ax.set_xlabel("queries")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

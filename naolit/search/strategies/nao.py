@@ -1,0 +1,53 @@
+"""NAO: train the controller on the pool, move the best embeddings up the predictor, decode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from naolit.controller import NAOController, fit_controller, generate_new, kendall_tau, pairwise_accuracy, recovery
+from naolit.search.pool import ArchPool
+from naolit.search.strategies.base import Proposal, Strategy
+from naolit.spaces import SearchSpace
+
+
+class NAOStrategy(Strategy):
+    """Each round: fit the controller on the live pool (warm start), generate new architectures from
+    the ``top_k`` best by gradient steps in embedding space, and add ``num_random`` random ones
+    (exploration; NAO-WS adds 50 per round)."""
+
+    def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
+                 initial_size: int = 100, per_round: int = 100, num_random: int = 0):
+        super().__init__(space, initial_size, per_round)
+        if not 0 <= num_random <= per_round:
+            raise ValueError(f"nao strategy: num_random must be in 0..per_round={per_round}, got {num_random}")
+        self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
+        self.top_k = self.generate.pop("top_k")
+        self.num_random = num_random
+        self.metrics: dict[str, float] = {}  # controller quality on the pool it was last trained on
+
+    def propose(self, pool: ArchPool, n: int, generator: torch.Generator) -> list[Proposal]:
+        archs, scores = pool.tensors()
+        fit_controller(self.controller, archs, scores, generator=generator, **self.fit)
+        self.metrics = self._quality(archs, scores)
+        seeds = torch.tensor([r.arch for r in pool.top(self.top_k)], dtype=torch.long)
+        num_nao = max(n - self.num_random, 0)
+        generated = generate_new(self.controller, seeds, num_nao, pool.seen, **self.generate)
+        proposals = [(g.arch, f"nao eta={g.eta:g}") for g in generated]
+        taken = pool.seen | {self.space.canonical(a) for a, _ in proposals}
+        proposals += [(a, "random") for a in self.sample_new(n - len(proposals), taken, generator)]
+        return proposals
+
+    def _quality(self, archs: torch.Tensor, scores: torch.Tensor) -> dict[str, float]:
+        predicted = self.controller.predict_scores(archs)
+        exact, hamming = recovery(self.space, self.controller.reconstruct(archs), archs)
+        return {"controller/pairwise_accuracy": pairwise_accuracy(predicted, scores),
+                "controller/kendall_tau": kendall_tau(predicted, scores),
+                "controller/recovery": exact, "controller/hamming": hamming}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"controller": self.controller.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])

@@ -1,0 +1,134 @@
+"""The interface every search space implements.
+
+An architecture is a tuple of ints: its token sequence. Token 0 is reserved for the decoder's start
+symbol, so real tokens are 1..vocab_size-1. Which tokens may stand at each position is fixed per
+position (``allowed``), which makes uniform sampling and constrained decoding simple and exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+Arch = tuple[int, ...]
+
+
+class InvalidArchitecture(ValueError):
+    """An architecture (tokens or genotype) that is not a member of its search space."""
+
+
+class SearchSpace(ABC):
+    """A discrete architecture space with a fixed-length token encoding."""
+
+    name: str
+    seq_len: int
+    vocab_size: int
+    tokens_per_step: int  # how many tokens the encoder reads per LSTM step (one branch / one edge)
+
+    # ---- what a space defines -------------------------------------------------------------------
+    @abstractmethod
+    def _allowed_tokens(self) -> torch.Tensor:
+        """Bool tensor (seq_len, vocab_size): which tokens may stand at each position."""
+
+    @abstractmethod
+    def position_name(self, position: int) -> str:
+        """Human description of a position, for error messages (e.g. 'normal cell, node 2, input 1')."""
+
+    @abstractmethod
+    def to_genotype(self, arch: Sequence[int]) -> dict[str, Any]:
+        """The human, JSON-serialisable form of an architecture."""
+
+    @abstractmethod
+    def from_genotype(self, genotype: dict[str, Any]) -> Arch:
+        """Inverse of ``to_genotype``; raises InvalidArchitecture naming what is wrong."""
+
+    @abstractmethod
+    def draw(self, arch: Sequence[int], path: str | Path) -> Path:
+        """Render the cell(s) of an architecture to a PNG file."""
+
+    def canonicalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """Map each row of a (n, seq_len) token batch to its canonical twin. Default: identity."""
+        return batch
+
+    def augment(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random equivalent twin of each row (e.g. branch swaps). Default: identity."""
+        return batch
+
+    # ---- derived, shared by every space -----------------------------------------------------------
+    @cached_property
+    def allowed(self) -> torch.Tensor:
+        allowed = self._allowed_tokens()
+        assert allowed.shape == (self.seq_len, self.vocab_size) and not allowed[:, 0].any()
+        return allowed
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` architectures drawn uniformly from the space, as a (n, seq_len) LongTensor."""
+        # Positions are independent and each is uniform over its allowed tokens, so the product is
+        # uniform over the space.
+        return torch.multinomial(self.allowed.float(), n, replacement=True, generator=generator).T.contiguous()
+
+    def validate(self, arch: Sequence[int]) -> Arch:
+        """Return ``arch`` as a tuple, or raise InvalidArchitecture naming the first bad position."""
+        arch = tuple(int(t) for t in arch)
+        if len(arch) != self.seq_len:
+            raise InvalidArchitecture(
+                f"{self.name} architecture must have {self.seq_len} tokens, got {len(arch)}: {arch}"
+            )
+        for position, token in enumerate(arch):
+            if not (0 <= token < self.vocab_size and self.allowed[position, token]):
+                expected = self.allowed[position].nonzero().flatten().tolist()
+                raise InvalidArchitecture(
+                    f"{self.name} architecture, position {position} ({self.position_name(position)}): "
+                    f"token {token} is not allowed, expected one of {expected}"
+                )
+        return arch
+
+    def is_valid_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Bool (n,) : which rows of a token batch are valid architectures."""
+        positions = torch.arange(self.seq_len)
+        in_range = (batch >= 0) & (batch < self.vocab_size)
+        ok = self.allowed[positions, batch.clamp(0, self.vocab_size - 1)] & in_range
+        return ok.all(dim=1)
+
+    def canonical(self, arch: Sequence[int]) -> Arch:
+        """The canonical tuple of one architecture: equal for symmetric twins."""
+        return tuple(self.canonicalize(torch.tensor([arch], dtype=torch.long))[0].tolist())
+
+    def arch_hash(self, arch: Sequence[int]) -> str:
+        """A short stable hash of the canonical form (equal for symmetric twins)."""
+        text = f"{self.name}:" + ",".join(map(str, self.canonical(arch)))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def save_genotype(self, arch: Sequence[int], path: str | Path) -> Path:
+        """Write the JSON genotype of ``arch`` atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_genotype(arch), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    def load_genotype(self, path: str | Path) -> Arch:
+        """Read a JSON genotype file written by ``save_genotype`` (or by hand)."""
+        path = Path(path)
+        try:
+            genotype = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"genotype file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise InvalidArchitecture(f"{path}: not valid JSON ({err})") from None
+        try:
+            return self.from_genotype(genotype)
+        except InvalidArchitecture as err:
+            raise InvalidArchitecture(f"{path}: {err}") from None
+
+    def _check_genotype_space(self, genotype: dict[str, Any]) -> None:
+        if not isinstance(genotype, dict) or genotype.get("space") != self.name:
+            got = genotype.get("space") if isinstance(genotype, dict) else type(genotype).__name__
+            raise InvalidArchitecture(f"genotype is for space {got!r}, expected space {self.name!r}")

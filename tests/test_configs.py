@@ -1,0 +1,60 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from naolit.controller import NAOController
+from naolit.search.strategies import NAOStrategy, RandomSearch, RegularizedEvolution
+from naolit.spaces import CNNCellSpace, NB201Space, RNNCellSpace
+
+from conftest import CONF, DATA, ROOT
+
+
+@pytest.mark.parametrize("space, cls, seq_len",
+                         [("nb201", NB201Space, 6), ("cnn", CNNCellSpace, 40), ("cnn_nao", CNNCellSpace, 40),
+                          ("rnn", RNNCellSpace, 22)])
+def test_every_space_config_composes_and_instantiates_with_the_controller(compose_cfg, space, cls, seq_len):
+    cfg = compose_cfg([f"space={space}"])
+    built = instantiate(cfg.space)
+    assert isinstance(built, cls) and built.seq_len == seq_len
+    controller = instantiate(cfg.controller.model)
+    assert isinstance(controller, NAOController)
+    assert controller.hparams.hidden_size == 96 and controller.hparams.embedding_size == 48
+    assert controller.space.vocab_size == built.vocab_size
+
+
+@pytest.mark.parametrize("strategy, cls", [("nao", NAOStrategy), ("re", RegularizedEvolution), ("rs", RandomSearch)])
+def test_every_strategy_config_instantiates(compose_cfg, strategy, cls):
+    assert isinstance(instantiate(compose_cfg([f"strategy={strategy}"]).strategy), cls)
+
+
+def test_every_experiment_composes(compose_cfg):
+    for path in sorted((CONF / "experiment").glob("*.yaml")):
+        cfg = compose_cfg([f"+experiment={path.stem}"])
+        assert cfg.task_name
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [(["space=cnn", "space.num_nodes=0"], "num_nodes must be >= 1, got 0"),
+     (["space=cnn", "space.ops=[sep_conv_3x3,conv_9x9]"], "unknown op 'conv_9x9'"),
+     (["controller.model.trade_off=-0.1"], "trade_off must be in \\[0, 1\\], got -0.1"),
+     (["controller.model.hidden_size=0"], "hidden_size must be >= 1, got 0")],
+)
+def test_bad_config_values_are_rejected_with_the_value(compose_cfg, overrides, message):
+    cfg = compose_cfg(overrides)
+    with pytest.raises(InstantiationException, match=message):
+        instantiate(cfg.controller.model)
+
+
+def test_train_py_runs_a_tiny_search_from_the_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", "+experiment=nb201_nao", "strategy=re", "search.budget=40",
+         f"hydra.run.dir={tmp_path}", "logger=csv"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "NAOLIT_DATA_DIR": str(DATA)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "best_genotype.json").is_file() and (tmp_path / "curve.png").is_file()
