@@ -46,4 +46,11 @@ class NB201Table:
     def rows(self, archs: list[Arch] | torch.Tensor) -> torch.Tensor:
         """Table rows of the given architectures."""
         archs = archs.tolist() if isinstance(archs, torch.Tensor) else archs
-        return torch.tensor([self.row_of[tuple(a)] for a in archs], dtype=torch.long)
+        rows = []
+        for arch in archs:
+            row = self.row_of.get(tuple(arch))
+            if row is None:
+                raise KeyError(f"{self.path}: architecture {tuple(arch)} is not in the table "
+                               f"(expected {NUM_ARCHS} NAS-Bench-201 token sequences of op tokens 1..5)")
+            rows.append(row)
+        return torch.tensor(rows, dtype=torch.long)

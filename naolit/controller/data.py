@@ -14,13 +14,27 @@ def minmax_normalize(scores: torch.Tensor) -> torch.Tensor:
     return (scores - low) / (high - low)
 
 
+def rank_normalize(scores: torch.Tensor) -> torch.Tensor:
+    """Each score's quantile in the pool, in [0, 1] (ties share their mean rank)."""
+    if len(scores) == 1:
+        return torch.full_like(scores, 0.5)
+    less = (scores[None, :] < scores[:, None]).sum(1).float()
+    equal = (scores[None, :] == scores[:, None]).sum(1).float()
+    return (less + (equal - 1) / 2) / (len(scores) - 1)
+
+
+NORMALIZERS = {"minmax": minmax_normalize, "rank": rank_normalize}
+
+
 def controller_dataloader(archs: torch.Tensor, scores: torch.Tensor, batch_size: int,
-                          generator: torch.Generator | None = None) -> DataLoader:
-    """Shuffled batches of (tokens, min-max normalised scores), sliced whole from memory."""
+                          generator: torch.Generator | None = None, normalize: str = "minmax") -> DataLoader:
+    """Shuffled batches of (tokens, normalised scores), sliced whole from memory."""
+    if normalize not in NORMALIZERS:
+        raise ValueError(f"controller: target normalization must be one of {sorted(NORMALIZERS)}, got {normalize!r}")
     if archs.shape[0] != scores.shape[0] or archs.shape[0] == 0:
         raise ValueError(f"controller data: need as many scores as architectures (> 0), "
                          f"got {archs.shape[0]} architectures and {scores.shape[0]} scores")
-    dataset = TensorDataset(archs.long(), minmax_normalize(scores.float()))
+    dataset = TensorDataset(archs.long(), NORMALIZERS[normalize](scores.float()))
     # Index the tensors with a whole batch of indices at once: no per-item collate.
     sampler = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
     return DataLoader(dataset, sampler=sampler, batch_size=None)

@@ -33,25 +33,31 @@ class Decoder(nn.Module):
         combined = torch.tanh(self.combine(torch.cat([hidden, context], dim=-1)))
         return self.out(self.dropout(combined)) + self.mask[positions]
 
-    def _initial_state(self, arch_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        state = arch_embedding.unsqueeze(0).contiguous()
-        return state, state
-
     def forward(self, enc_outputs: torch.Tensor, arch_embedding: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log-probabilities (n, seq_len, vocab) of ``targets``."""
         inputs = F.pad(targets[:, :-1], (1, 0))  # start token 0, then the previous target
-        hidden, _ = self.lstm(self.dropout(self.embedding(inputs)), self._initial_state(arch_embedding))
+        hidden, _ = self.lstm(self.dropout(self.embedding(inputs)), (arch_embedding[None].contiguous(), arch_embedding[None].contiguous()))
         return torch.log_softmax(self._logits(hidden, enc_outputs, slice(None)), dim=-1)
 
     @torch.no_grad()
     def decode(self, enc_outputs: torch.Tensor, arch_embedding: torch.Tensor) -> torch.Tensor:
-        """Greedy constrained decoding: (n, seq_len) tokens, every row a valid architecture."""
+        """Greedy constrained decoding: (n, seq_len) tokens, every row a valid architecture.
+
+        The LSTM is unrolled by hand: the input projection of every token is one (vocab, 4 * hidden)
+        table computed once, so each step costs one hidden-to-hidden matmul.
+        """
         n = enc_outputs.shape[0]
-        state = self._initial_state(arch_embedding)
-        token = torch.zeros(n, 1, dtype=torch.long, device=enc_outputs.device)
+        lstm = self.lstm
+        token_gates = self.embedding.weight @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0
+        hidden, cell = arch_embedding, arch_embedding
+        token = torch.zeros(n, dtype=torch.long, device=enc_outputs.device)
         tokens = []
         for position in range(self.mask.shape[0]):
-            hidden, state = self.lstm(self.embedding(token), state)
-            token = self._logits(hidden, enc_outputs, slice(position, position + 1)).argmax(-1)
+            gates = torch.addmm(token_gates[token], hidden, lstm.weight_hh_l0.T)
+            in_gate, forget_gate, candidate, out_gate = gates.chunk(4, dim=1)
+            cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * torch.tanh(candidate)
+            hidden = torch.sigmoid(out_gate) * torch.tanh(cell)
+            logits = self._logits(hidden.unsqueeze(1), enc_outputs, slice(position, position + 1))
+            token = logits.squeeze(1).argmax(-1)
             tokens.append(token)
-        return torch.cat(tokens, dim=1)
+        return torch.stack(tokens, dim=1)

@@ -36,10 +36,13 @@ def fit_controller(
     progress_bar: bool = False,
     logger: pl.loggers.Logger | bool = False,
     generator: torch.Generator | None = None,
+    normalize: str = "rank",
 ) -> pl.Trainer:
     """Train (warm start: the controller keeps its weights across calls) for ``epochs`` epochs.
 
-    Scores are min-max normalised over ``scores`` (the current pool); higher is better.
+    Scores (higher is better) are normalised over the current pool: ``rank`` (quantiles, the
+    default) or ``minmax`` (NAO's). Accuracy-like scores bunch near the top, where min-max puts them
+    on the flat end of the predictor's sigmoid; ranks spread them evenly (see README, controller quality).
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit_controller: epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
@@ -56,5 +59,5 @@ def fit_controller(
             num_sanity_val_steps=0,
             log_every_n_steps=1,
         )
-        trainer.fit(controller, controller_dataloader(archs, scores, batch_size, generator))
+        trainer.fit(controller, controller_dataloader(archs, scores, batch_size, generator, normalize))
     return trainer

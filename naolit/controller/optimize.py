@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,25 +57,26 @@ def generate_new(
 ) -> list[Generated]:
     """Up to ``num_new`` architectures, new in canonical form (not in ``seen``), from ``seeds``.
 
-    Step sizes eta_step * 1, 2, ... are tried in passes of ``etas_per_pass`` at once (one batched
-    decode each); smaller steps win, and within a step better seeds (earlier rows) win.
+    Step sizes eta_step * 1, 2, ... are tried in passes (one batched decode each) of at most
+    ``etas_per_pass`` step sizes; after the first pass, a pass takes only as many step sizes as the
+    yield so far says are needed. Smaller steps win, and within a step better seeds (earlier rows).
     """
     if num_new < 0 or eta_step <= 0 or max_etas < 1 or etas_per_pass < 1:
         raise ValueError(f"generate_new: need num_new >= 0, eta_step > 0, max_etas >= 1, etas_per_pass >= 1, "
                          f"got {num_new}, {eta_step}, {max_etas}, {etas_per_pass}")
     space = controller.space
     found: dict[Arch, Generated] = {}
-    for first in range(1, max_etas + 1, etas_per_pass):
-        if len(found) >= num_new:
-            break
-        etas = eta_step * torch.arange(first, min(first + etas_per_pass, max_etas + 1), dtype=torch.float)
+    next_eta, pass_size = 1, etas_per_pass
+    while len(found) < num_new and next_eta <= max_etas:
+        etas = eta_step * torch.arange(next_eta, min(next_eta + pass_size, max_etas + 1), dtype=torch.float)
+        next_eta += len(etas)
         decoded = optimize_embeddings(controller, seeds, etas)
-        canonical = space.canonicalize(decoded)
-        per_eta = seeds.shape[0]
-        for row, (arch, key) in enumerate(zip(decoded.tolist(), canonical.tolist())):
+        for row, (arch, key) in enumerate(zip(decoded.tolist(), space.canonicalize(decoded).tolist())):
             key = tuple(key)
             if key not in seen and key not in found:
-                found[key] = Generated(tuple(arch), etas[row // per_eta].item())
+                found[key] = Generated(tuple(arch), etas[row // len(seeds)].item())
                 if len(found) == num_new:
                     break
+        per_eta = len(found) / (next_eta - 1)  # new architectures per step size so far
+        pass_size = min(etas_per_pass, math.ceil(1.25 * (num_new - len(found)) / per_eta)) if per_eta else etas_per_pass
     return list(found.values())

@@ -73,6 +73,16 @@ class SearchSpace(ABC):
         # uniform over the space.
         return torch.multinomial(self.allowed.float(), n, replacement=True, generator=generator).T.contiguous()
 
+    @property
+    def num_sequences(self) -> int:
+        """How many token sequences the space has (symmetric twins counted separately)."""
+        return int(torch.prod(self.allowed.sum(dim=1).double()).item())
+
+    def enumerate(self) -> torch.Tensor:
+        """Every token sequence of the space, (num_sequences, seq_len); only for small spaces."""
+        choices = [self.allowed[p].nonzero().flatten() for p in range(self.seq_len)]
+        return torch.cartesian_prod(*choices).reshape(-1, self.seq_len)
+
     def validate(self, arch: Sequence[int]) -> Arch:
         """Return ``arch`` as a tuple, or raise InvalidArchitecture naming the first bad position."""
         arch = tuple(int(t) for t in arch)

@@ -15,13 +15,22 @@ from naolit.spaces import SearchSpace
 class NAOStrategy(Strategy):
     """Each round: fit the controller on the live pool (warm start), generate new architectures from
     the ``top_k`` best by gradient steps in embedding space, and add ``num_random`` random ones
-    (exploration; NAO-WS adds 50 per round)."""
+    (exploration; NAO-WS adds 50 per round).
+
+    With ``candidates`` > the number wanted, that many new architectures are decoded and the ones
+    the predictor scores highest are kept: under small query budgets this spends the queries on
+    the most promising decodings instead of on whichever appeared at the smallest step size.
+    """
 
     def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
-                 initial_size: int = 100, per_round: int = 100, num_random: int = 0):
+                 initial_size: int = 100, per_round: int = 100, num_random: int = 0, candidates: int | None = None):
         super().__init__(space, initial_size, per_round)
         if not 0 <= num_random <= per_round:
             raise ValueError(f"nao strategy: num_random must be in 0..per_round={per_round}, got {num_random}")
+        if candidates is not None and candidates < per_round - num_random:
+            raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random = "
+                             f"{per_round - num_random}, got {candidates}")
+        self.candidates = candidates
         self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
         self.top_k = self.generate.pop("top_k")
         self.num_random = num_random
@@ -33,7 +42,10 @@ class NAOStrategy(Strategy):
         self.metrics = self._quality(archs, scores)
         seeds = torch.tensor([r.arch for r in pool.top(self.top_k)], dtype=torch.long)
         num_nao = max(n - self.num_random, 0)
-        generated = generate_new(self.controller, seeds, num_nao, pool.seen, **self.generate)
+        generated = generate_new(self.controller, seeds, max(num_nao, self.candidates or 0), pool.seen, **self.generate)
+        if len(generated) > num_nao:
+            predicted = self.controller.predict_scores(torch.tensor([g.arch for g in generated], dtype=torch.long))
+            generated = [generated[i] for i in predicted.argsort(descending=True, stable=True)[:num_nao].tolist()]
         proposals = [(g.arch, f"nao eta={g.eta:g}") for g in generated]
         taken = pool.seen | {self.space.canonical(a) for a, _ in proposals}
         proposals += [(a, "random") for a in self.sample_new(n - len(proposals), taken, generator)]
