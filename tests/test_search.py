@@ -484,3 +484,18 @@ def test_missing_table_is_named(search_cfg, tmp_path):
     with pytest.raises(InstantiationException, match=expected) as err:
         build_loop(search_cfg("bad", f"paths.data_dir={tmp_path}"))
     assert isinstance(err.value.__cause__, FileNotFoundError)
+
+
+def test_nao_keeps_the_best_predicted_candidates_spread_over_seeds(monkeypatch):
+    from naolit.controller import Generated, NAOController
+    from naolit.search.strategies import NAOStrategy
+
+    controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, predictor_layers=1)
+    strategy = NAOStrategy(SPACE, controller, fit={"epochs": 1}, generate={"top_k": 3}, per_round=4, candidates=8)
+    archs = [tuple(a) for a in ALL_NB201[:8]]
+    # seed 0 owns the four best-predicted candidates; seeds 1 and 2 one each, worse
+    candidates = [Generated(a, 1.0, seed) for a, seed in zip(archs, [0, 0, 0, 0, 1, 2, 1, 2])]
+    predicted = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    monkeypatch.setattr(controller, "predict_scores", lambda tokens: predicted[: len(tokens)])
+    chosen = strategy._most_promising(candidates, 4)
+    assert [c.arch for c in chosen] == [archs[0], archs[4], archs[5], archs[1]]

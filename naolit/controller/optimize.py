@@ -15,10 +15,11 @@ from naolit.spaces import Arch
 
 @dataclass(frozen=True)
 class Generated:
-    """A new architecture and the step size eta that produced it."""
+    """A new architecture, the step size eta that produced it and the row of its seed."""
 
     arch: Arch
     eta: float
+    seed: int
 
 
 def optimize_embeddings(controller: NAOController, seeds: torch.Tensor, etas: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ def generate_new(
         for row, (arch, key) in enumerate(zip(decoded.tolist(), space.canonicalize(decoded).tolist())):
             key = tuple(key)
             if key not in seen and key not in found:
-                found[key] = Generated(tuple(arch), etas[row // len(seeds)].item())
+                found[key] = Generated(tuple(arch), etas[row // len(seeds)].item(), row % len(seeds))
                 if len(found) == num_new:
                     break
         per_eta = len(found) / (next_eta - 1)  # new architectures per step size so far

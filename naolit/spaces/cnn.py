@@ -134,12 +134,12 @@ class CNNCellSpace(SearchSpace):
         cells = []
         for cell, cell_name in enumerate(CELLS):
             nodes = self._cell_nodes(arch, cell)
-            names = ["c_{k-2}", "c_{k-1}"] + [f"node {n}" for n in range(self.num_nodes)]
+            names = ["$c_{k-2}$", "$c_{k-1}$"] + [f"node {n}" for n in range(self.num_nodes)]
             cells.append(CellGraph(
                 title=f"{cell_name} cell",
                 inputs=names[:2],
                 nodes={names[n + 2]: [(names[inp], op) for inp, op in branches] for n, branches in enumerate(nodes)},
-                output="c_{k}",
+                output="$c_{k}$",
                 output_sources=[names[i] for i in self.concat(nodes)],
             ))
         return draw_cells(cells, path)

@@ -77,9 +77,9 @@ class RNNCellSpace(SearchSpace):
         nodes = self._nodes(self.validate(arch))
         cell = CellGraph(
             title="recurrent cell",
-            inputs=["x_t, h_{t-1}"],
-            nodes={"0": [("x_t, h_{t-1}", "tanh")]} | {str(i): [(str(p), act)] for i, (p, act) in enumerate(nodes, 1)},
-            output="h_t (mean)",
+            inputs=["$x_t, h_{t-1}$"],
+            nodes={"0": [("$x_t, h_{t-1}$", "tanh")]} | {str(i): [(str(p), act)] for i, (p, act) in enumerate(nodes, 1)},
+            output="$h_t$ (mean)",
             output_sources=[str(i) for i in range(1, self.num_nodes + 1)],
         )
         return draw_cells([cell], path)

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from naolit.controller import NAOController, fit_controller, generate_new, kendall_tau, pairwise_accuracy, recovery
+from naolit.controller import (Generated, NAOController, fit_controller, generate_new, kendall_tau,
+                               pairwise_accuracy, recovery)
 from naolit.search.pool import ArchPool
 from naolit.search.strategies.base import Proposal, Strategy
 from naolit.spaces import SearchSpace
@@ -44,12 +45,24 @@ class NAOStrategy(Strategy):
         num_nao = max(n - self.num_random, 0)
         generated = generate_new(self.controller, seeds, max(num_nao, self.candidates or 0), pool.seen, **self.generate)
         if len(generated) > num_nao:
-            predicted = self.controller.predict_scores(torch.tensor([g.arch for g in generated], dtype=torch.long))
-            generated = [generated[i] for i in predicted.argsort(descending=True, stable=True)[:num_nao].tolist()]
+            generated = self._most_promising(generated, num_nao)
         proposals = [(g.arch, f"nao eta={g.eta:g}") for g in generated]
         taken = pool.seen | {self.space.canonical(a) for a, _ in proposals}
         proposals += [(a, "random") for a in self.sample_new(n - len(proposals), taken, generator)]
         return proposals
+
+    def _most_promising(self, generated: list[Generated], n: int) -> list[Generated]:
+        """The ``n`` candidates the predictor scores highest, spread over seeds: each seed's best
+        candidate first, then each seed's second best, ... (so one basin cannot take every query)."""
+        predicted = self.controller.predict_scores(torch.tensor([g.arch for g in generated], dtype=torch.long))
+        order = predicted.argsort(descending=True, stable=True).tolist()
+        rank_within_seed: dict[int, int] = {}
+        tier = []
+        for i in order:
+            tier.append(rank_within_seed.get(generated[i].seed, 0))
+            rank_within_seed[generated[i].seed] = tier[-1] + 1
+        chosen = sorted(range(len(order)), key=lambda j: (tier[j], j))[:n]
+        return [generated[order[j]] for j in chosen]
 
     def _quality(self, archs: torch.Tensor, scores: torch.Tensor) -> dict[str, float]:
         predicted = self.controller.predict_scores(archs)
