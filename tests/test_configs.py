@@ -58,3 +58,17 @@ def test_train_py_runs_a_tiny_search_from_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "best_genotype.json").is_file() and (tmp_path / "curve.png").is_file()
+
+
+def test_trainer_logger_and_callback_groups_instantiate(compose_cfg, tmp_path):
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    cfg = compose_cfg(["trainer=cpu", "logger=many", f"paths.output_dir={tmp_path}"])
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert isinstance(trainer, pl.Trainer) and trainer.max_epochs == 1
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    assert all(isinstance(c, pl.Callback) for c in callbacks)
+    loggers = {type(instantiate(c)) for c in cfg.logger.values()}
+    assert loggers == {CSVLogger, WandbLogger}
+    assert cfg.logger.wandb.offline is True  # never needs a network or a login by default

@@ -121,3 +121,14 @@ def test_fit_rejects_mismatched_data():
     controller = NAOController(NB201Space(), **SMALL)
     with pytest.raises(ValueError, match="got 5 architectures and 4 scores"):
         fit_controller(controller, NB201Space().sample(5), torch.rand(4), epochs=1)
+
+
+def test_per_step_directions_multiply_the_decodings_per_seed_and_eta():
+    space = NB201Space()
+    controller = NAOController(space, **SMALL)
+    seeds = space.sample(5)
+    decoded = optimize_embeddings(controller, seeds, torch.tensor([1.0, 2.0]), per_step=True)
+    assert decoded.shape == (2 * (space.seq_len + 1) * 5, space.seq_len)
+    plain = optimize_embeddings(controller, seeds, torch.tensor([1.0, 2.0]))
+    # the first direction of each eta is the plain NAO step
+    assert torch.equal(decoded.view(2, space.seq_len + 1, 5, -1)[:, 0], plain.view(2, 5, -1))

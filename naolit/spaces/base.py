@@ -23,6 +23,19 @@ class InvalidArchitecture(ValueError):
     """An architecture (tokens or genotype) that is not a member of its search space."""
 
 
+def check_cell_parameters(space: str, num_nodes: int, kind: str, names: Sequence[str],
+                          known: Sequence[str]) -> tuple[str, ...]:
+    """Validate a cell space's node count and its list of op (or activation) names."""
+    if num_nodes < 1:
+        raise ValueError(f"{space} space: num_nodes must be >= 1, got {num_nodes}")
+    if len(names) < 1 or len(set(names)) != len(names):
+        raise ValueError(f"{space} space: {kind}s must be a non-empty list of distinct names, got {list(names)}")
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"{space} space: unknown {kind} {unknown[0]!r}, expected names from {sorted(known)}")
+    return tuple(names)
+
+
 class SearchSpace(ABC):
     """A discrete architecture space with a fixed-length token encoding."""
 

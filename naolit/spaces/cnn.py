@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from naolit.spaces.base import Arch, InvalidArchitecture, SearchSpace
+from naolit.spaces.base import Arch, InvalidArchitecture, SearchSpace, check_cell_parameters
 from naolit.spaces.draw import CellGraph, draw_cells
 
 CELLS = ("normal", "reduce")
@@ -31,15 +31,8 @@ class CNNCellSpace(SearchSpace):
     tokens_per_step = 2
 
     def __init__(self, num_nodes: int = 5, ops: Sequence[str] = WS_OPS):
-        if num_nodes < 1:
-            raise ValueError(f"cnn space: num_nodes must be >= 1, got {num_nodes}")
-        if len(ops) < 1 or len(set(ops)) != len(ops):
-            raise ValueError(f"cnn space: ops must be a non-empty list of distinct names, got {list(ops)}")
-        unknown = [op for op in ops if op not in KNOWN_OPS]
-        if unknown:
-            raise ValueError(f"cnn space: unknown op {unknown[0]!r}, expected names from {sorted(KNOWN_OPS)}")
+        self.ops = check_cell_parameters("cnn", num_nodes, "op", ops, KNOWN_OPS)
         self.num_nodes = num_nodes
-        self.ops = tuple(ops)
         self.op_offset = num_nodes + 2  # input tokens are 1..num_nodes+1
         self.vocab_size = self.op_offset + len(self.ops)
         self.seq_len = len(CELLS) * num_nodes * 4

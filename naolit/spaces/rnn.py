@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from naolit.spaces.base import Arch, InvalidArchitecture, SearchSpace
+from naolit.spaces.base import Arch, InvalidArchitecture, SearchSpace, check_cell_parameters
 from naolit.spaces.draw import CellGraph, draw_cells
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -25,15 +25,8 @@ class RNNCellSpace(SearchSpace):
     tokens_per_step = 2
 
     def __init__(self, num_nodes: int = 11, activations: Sequence[str] = ACTIVATIONS):
-        if num_nodes < 1:
-            raise ValueError(f"rnn space: num_nodes must be >= 1, got {num_nodes}")
-        if len(activations) < 1 or len(set(activations)) != len(activations):
-            raise ValueError(f"rnn space: activations must be distinct names, got {list(activations)}")
-        unknown = [a for a in activations if a not in ACTIVATIONS]
-        if unknown:
-            raise ValueError(f"rnn space: unknown activation {unknown[0]!r}, expected names from {list(ACTIVATIONS)}")
+        self.activations = check_cell_parameters("rnn", num_nodes, "activation", activations, ACTIVATIONS)
         self.num_nodes = num_nodes
-        self.activations = tuple(activations)
         self.act_offset = num_nodes + 1  # predecessor tokens are 1..num_nodes
         self.vocab_size = self.act_offset + len(self.activations)
         self.seq_len = 2 * num_nodes
