@@ -27,7 +27,7 @@ NORMALIZERS = {"minmax": minmax_normalize, "rank": rank_normalize}
 
 
 def controller_dataloader(archs: torch.Tensor, scores: torch.Tensor, batch_size: int,
-                          generator: torch.Generator | None = None, normalize: str = "minmax") -> DataLoader:
+                          generator: torch.Generator | None, normalize: str) -> DataLoader:
     """Shuffled batches of (tokens, normalised scores), sliced whole from memory."""
     if normalize not in NORMALIZERS:
         raise ValueError(f"controller: target normalization must be one of {sorted(NORMALIZERS)}, got {normalize!r}")

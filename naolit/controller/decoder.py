@@ -36,7 +36,8 @@ class Decoder(nn.Module):
     def forward(self, enc_outputs: torch.Tensor, arch_embedding: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log-probabilities (n, seq_len, vocab) of ``targets``."""
         inputs = F.pad(targets[:, :-1], (1, 0))  # start token 0, then the previous target
-        hidden, _ = self.lstm(self.dropout(self.embedding(inputs)), (arch_embedding[None].contiguous(), arch_embedding[None].contiguous()))
+        state = arch_embedding[None].contiguous()
+        hidden, _ = self.lstm(self.dropout(self.embedding(inputs)), (state, state))
         return torch.log_softmax(self._logits(hidden, enc_outputs, slice(None)), dim=-1)
 
     @torch.no_grad()
