@@ -210,7 +210,7 @@ def test_trainer_sees_every_window_and_validates_every_epoch():
 
 @pytest.mark.parametrize("name, corpus, batch_size", [("ptb", "ptb", 256), ("wt2", "wikitext2", 64)])
 def test_data_configs_compose_and_instantiate(compose_cfg, name, corpus, batch_size):
-    cfg = compose_cfg([f"+data={name}"])
+    cfg = compose_cfg([f"data={name}"])
     data = instantiate(cfg.data)
     assert isinstance(data, LanguageModelingDataModule)
     assert (data.corpus, data.batch_size, data.bptt, data.data_dir) == (corpus, batch_size, 35, DATA)

@@ -339,6 +339,37 @@ def test_pool_size_and_rescoring_do_not_change_what_the_budget_counts():
     assert loop.pool.best().score == best_by_table.score == evaluator.curve[-1].best_score
 
 
+def test_deferred_rounds_score_proposals_one_round_later_and_keep_pool_plus_pending_at_pool_size():
+    """Weight sharing's schedule: the supernet trains on a round's proposals before they are scored."""
+    evaluator = MatchEvaluator()
+    loop = SearchLoop(RegularizedEvolution(SPACE, population_size=10, sample_size=3, per_round=4), evaluator,
+                      seed=0, pool_size=12, rescore=True, defer=True)
+    start = loop.start()
+    assert len(start) == 10 and evaluator.batches == [] and loop.train_archs() == [a for a, _ in start]
+    loop.step()
+    assert evaluator.batches == [[a for a, _ in start]]
+    assert len(loop.pool) == 12 - 4 and len(loop.pending) == 4  # the worst 2 of 10 dropped, 4 proposed
+    pending = [a for a, _ in loop.pending]
+    assert not {SPACE.canonical(a) for a in pending} & loop.pool.seen
+    assert len(loop.train_archs()) == 12
+    state = loop.state_dict()
+    loop.step()
+    assert evaluator.batches[1] == [r.arch for r in loop.pool.history[10:18]]  # rescored pool first
+    assert evaluator.batches[2] == pending
+    restored = SearchLoop(RegularizedEvolution(SPACE, population_size=10, sample_size=3, per_round=4),
+                          MatchEvaluator(), pool_size=12, rescore=True, defer=True)
+    restored.load_state_dict(state)
+    assert restored.pending == [(a, o) for a, o in state["pending"]] and restored.step() and \
+        [a for a, _ in restored.pending] == [a for a, _ in loop.pending]
+    last = loop.step(propose=False)
+    assert len(last) == 4 and loop.pending == [] and len(loop.pool) == 8
+
+
+def test_deferred_pool_must_exceed_the_round_size():
+    with pytest.raises(ValueError, match="pool_size must exceed the strategy's per_round=4, got 4"):
+        SearchLoop(RandomSearch(SPACE, initial_size=8, per_round=4), MatchEvaluator(), pool_size=4, defer=True)
+
+
 # ---- 4. a tiny NAO search, end to end through the real config -------------------------------------
 @pytest.mark.slow
 def test_tiny_nao_search_end_to_end(search_cfg, truth):

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
 from common import load_config  # noqa: E402
+from naolit.io import atomic_path  # noqa: E402
 
 from naolit.search.plots import plot_curves  # noqa: E402
 from naolit.search.tabular_search import build_loop  # noqa: E402
@@ -71,12 +72,10 @@ def run_search(strategy: str, seed: int, budget: int, overrides: list[str], path
     loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
     rows = [[p.query, p.score, p.best_score, p.best_test, p.best_row, f"{s:.3f}"]
             for p, s in zip(loop.evaluator.curve, seconds)]
-    tmp = path.with_name(path.name + ".tmp")  # a run killed while writing leaves no half file behind
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:  # a killed run leaves no half file
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(rows)
-    tmp.replace(path)
     return time.perf_counter() - start
 
 
@@ -178,9 +177,8 @@ def summarize(out: Path) -> None:
               "| method | test accuracy (%) |", "|---|---|"]
     lines += [f"| {method} | {value} |" for method, value in PUBLISHED.items()]
     lines += ["", "Command(s) that produced the runs:", "", "```", commands, "```", ""]
-    tmp = out / "results.md.tmp"
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out / "results.md")
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text("\n".join(lines))
 
     queries = list(range(min(PLOT_FROM, budget), budget + 1))
     curves = {}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
+
+from naolit.io import atomic_path
 
 USER_AGENT = "Mozilla/5.0 (compatible; naolit)"  # some mirrors refuse urllib's default agent
 TIMEOUT_S = 60
@@ -84,13 +84,5 @@ def _download(url: str) -> bytes:
 
 
 def _write_atomic(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is for everyone
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)

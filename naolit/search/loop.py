@@ -11,7 +11,8 @@ import torch
 
 from naolit.search.evaluator import Evaluator
 from naolit.search.pool import ArchPool, Record
-from naolit.search.strategies import Strategy
+from naolit.search.strategies import Proposal, Strategy
+from naolit.spaces import Arch
 
 
 class SearchLoop:
@@ -21,20 +22,32 @@ class SearchLoop:
     - ``pool_size``: after each round keep only the best ``pool_size`` (None: keep all).
     - ``rescore``: re-evaluate the whole pool at the start of each round (a weight-sharing supernet
       changes between rounds; a table does not).
+    - ``defer``: evaluate a round's proposals at the start of the next round instead of at once
+      (weight sharing: the supernet first trains on them; ``pending`` holds them meanwhile). The
+      pool is then cut to ``pool_size - per_round`` so that pool + pending is ``pool_size``:
+      NAO-WS's "drop the worst, add the new".
+    - ``broadcast``: applied to every proposal list, so that under data parallelism all ranks take
+      rank 0's (their controllers may differ in the last bits on a GPU). Default: identity.
 
     Its state (round, pool, history, strategy, RNGs) round-trips through ``state_dict``, so a search
     restored from a checkpoint continues exactly as the uninterrupted one would.
     """
 
     def __init__(self, strategy: Strategy, evaluator: Evaluator, seed: int = 0, budget: int | None = None,
-                 pool_size: int | None = None, rescore: bool = False):
+                 pool_size: int | None = None, rescore: bool = False, defer: bool = False,
+                 broadcast: Callable[[list[Proposal]], list[Proposal]] | None = None):
         if budget is not None and budget < 1:
             raise ValueError(f"search: budget must be >= 1 or null, got {budget}")
         if pool_size is not None and pool_size < 1:
             raise ValueError(f"search: pool_size must be >= 1 or null, got {pool_size}")
+        if defer and pool_size is not None and pool_size <= strategy.per_round:
+            raise ValueError(f"search: with deferred evaluation pool_size must exceed the strategy's per_round="
+                             f"{strategy.per_round}, got {pool_size}")
         self.strategy, self.evaluator = strategy, evaluator
         self.pool = ArchPool(strategy.space)
-        self.budget, self.pool_size, self.rescore = budget, pool_size, rescore
+        self.budget, self.pool_size, self.rescore, self.defer = budget, pool_size, rescore, defer
+        self.broadcast = broadcast or (lambda proposals: proposals)
+        self.pending: list[Proposal] = []
         self.generator = torch.Generator().manual_seed(seed)
         self.round = 0
         self.timings: dict[str, float] = {}
@@ -53,30 +66,51 @@ class SearchLoop:
         self.timings[phase] = time.perf_counter() - start
         return result
 
-    def _evaluate(self, proposals: list[tuple[tuple[int, ...], str]]) -> list[Record]:
+    def _evaluate(self, proposals: list[Proposal]) -> list[Record]:
         if self.remaining is not None:
             proposals = proposals[: self.remaining]
         archs = [arch for arch, _ in proposals]
         scores = self._timed("evaluate", lambda: self.evaluator.score(archs)) if archs else []
         return [self.pool.add(arch, score, self.round, origin) for (arch, origin), score in zip(proposals, scores)]
 
-    def step(self) -> list[Record]:
-        """One round; round 0 evaluates ``strategy.initial_size`` random architectures."""
-        if self.round == 0:
-            proposals = [(a, "random") for a in self.strategy.sample_new(self.strategy.initial_size, self.pool.seen, self.generator)]
-        else:
-            if self.rescore:
-                records = self.pool.records()
-                scores = self._timed("rescore", lambda: self.evaluator.score([r.arch for r in records]))
-                for record, score in zip(records, scores):
-                    self.pool.add(record.arch, score, self.round, record.origin)
-            n = self.strategy.per_round if self.remaining is None else min(self.strategy.per_round, self.remaining)
-            proposals = self._timed("propose", lambda: self.strategy.propose(self.pool, n, self.generator))
-        new = self._evaluate(proposals)
+    def _rescore(self) -> None:
+        records = self.pool.records()
+        scores = self._timed("rescore", lambda: self.evaluator.score([r.arch for r in records]))
+        for record, score in zip(records, scores):
+            self.pool.add(record.arch, score, self.round, record.origin)
+
+    def _propose(self) -> list[Proposal]:
+        n = self.strategy.per_round if self.remaining is None else min(self.strategy.per_round, self.remaining)
+        return self.broadcast(self._timed("propose", lambda: self.strategy.propose(self.pool, n, self.generator)))
+
+    def start(self) -> list[Proposal]:
+        """Draw the ``strategy.initial_size`` random architectures that begin the search (pending)."""
+        archs = self.strategy.sample_new(self.strategy.initial_size, self.pool.seen, self.generator)
+        self.pending = self.broadcast([(a, "random") for a in archs])
+        return self.pending
+
+    def step(self, propose: bool = True) -> list[Record]:
+        """One round: evaluate what is pending (round 0: the random start; otherwise, unless deferred,
+        the strategy's proposals of this round), after rescoring the pool if asked; returns the new records.
+        ``propose=False`` skips a deferred round's proposals (the last round: nothing would train on them)."""
+        if self.round == 0 and not self.pending:
+            self.start()
+        if self.round > 0 and self.rescore:
+            self._rescore()
+        if self.round > 0 and not self.defer:
+            self.pending = self._propose()
+        new = self._evaluate(self.pending)
+        self.pending = []
         if self.pool_size is not None:
-            self.pool.keep_best(self.pool_size)
+            self.pool.keep_best(self.pool_size - (self.strategy.per_round if self.defer else 0))
+        if self.defer and propose and not self.done:
+            self.pending = self._propose()
         self.round += 1
         return new
+
+    def train_archs(self) -> list[Arch]:
+        """What a supernet should train on now: the pool and the pending proposals."""
+        return [r.arch for r in self.pool.records()] + [arch for arch, _ in self.pending]
 
     def run(self, max_rounds: int | None = None, on_round: Callable[["SearchLoop", list[Record]], None] | None = None) -> ArchPool:
         """Rounds until the budget is spent (or ``max_rounds``, or no new architecture can be found)."""
@@ -92,6 +126,7 @@ class SearchLoop:
         state = {
             "round": self.round,
             "pool": self.pool.state_dict(),
+            "pending": list(self.pending),
             "strategy": self.strategy.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -105,6 +140,7 @@ class SearchLoop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.round = state["round"]
         self.pool.load_state_dict(state["pool"])
+        self.pending = [(tuple(arch), origin) for arch, origin in state.get("pending", [])]
         self.strategy.load_state_dict(state["strategy"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from naolit.io import atomic_path  # noqa: E402
+
 
 def plot_curves(curves: dict[str, tuple[list[float], list[float], list[float] | None]], path: str | Path,
                 ylabel: str, title: str, reference: float | None = None) -> Path:
@@ -28,8 +30,7 @@ def plot_curves(curves: dict[str, tuple[list[float], list[float], list[float] | 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
+from naolit.io import atomic_path
 from naolit.spaces import Arch, SearchSpace
 
 
@@ -89,14 +90,10 @@ class ArchPool:
 
     def write_csv(self, path: str | Path, records: list[Record] | None = None) -> Path:
         """Write records (default: the live pool, best first) with genotype hash, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["rank", "score", "round", "origin", "hash", "tokens"])
             for rank, r in enumerate(self.records() if records is None else records):
                 writer.writerow([rank, r.score, r.round, r.origin, self.space.arch_hash(r.arch),
                                  " ".join(map(str, r.arch))])
-        tmp.replace(path)
-        return path
+        return Path(path)

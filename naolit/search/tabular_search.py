@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from naolit.io import atomic_path
 from naolit.search.evaluator import TabularEvaluator
 from naolit.search.loop import SearchLoop
 from naolit.search.plots import plot_curves
@@ -31,9 +32,8 @@ def build_loop(cfg: DictConfig) -> SearchLoop:
 
 def save_state(loop: SearchLoop, path: Path) -> None:
     """Atomic: a crash while writing leaves the previous state intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(loop.state_dict(), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(loop.state_dict(), tmp)
 
 
 def write_curve(evaluator: TabularEvaluator, out: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from naolit.io import atomic_path
 Arch = tuple[int, ...]
 
 
@@ -130,12 +131,9 @@ class SearchSpace(ABC):
 
     def save_genotype(self, arch: Sequence[int], path: str | Path) -> Path:
         """Write the JSON genotype of ``arch`` atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_genotype(arch), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_genotype(arch), indent=2) + "\n")
+        return Path(path)
 
     def load_genotype(self, path: str | Path) -> Arch:
         """Read a JSON genotype file written by ``save_genotype`` (or by hand)."""
@@ -150,6 +148,20 @@ class SearchSpace(ABC):
             return self.from_genotype(genotype)
         except InvalidArchitecture as err:
             raise InvalidArchitecture(f"{path}: {err}") from None
+
+    def named_genotypes(self) -> dict[str, dict[str, Any]]:
+        """Published architectures of this space, by name (genotype form). Default: none."""
+        return {}
+
+    def resolve(self, ref: str | Path) -> Arch:
+        """An architecture from a name in ``named_genotypes()`` or from a JSON genotype file."""
+        named = self.named_genotypes()
+        if str(ref) in named:
+            return self.from_genotype(named[str(ref)])
+        if Path(ref).suffix == ".json" or Path(ref).exists():
+            return self.load_genotype(ref)
+        raise InvalidArchitecture(f"arch={ref!r} is neither a genotype .json file nor a named {self.name} "
+                                  f"architecture; names: {sorted(named) or 'none for this space'}")
 
     def _check_genotype_space(self, genotype: dict[str, Any]) -> None:
         if not isinstance(genotype, dict) or genotype.get("space") != self.name:

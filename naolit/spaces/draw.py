@@ -22,6 +22,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 from matplotlib.textpath import TextPath  # noqa: E402
 
+from naolit.io import atomic_path  # noqa: E402
+
 NODE_FONT, LABEL_FONT, TITLE_FONT = 9, 7, 11  # points
 NODE_PAD, LABEL_PAD = 0.07, 0.015  # inches of room around a node name / an edge label
 ROW_GAP = 0.5  # inches between stacked node boxes
@@ -260,8 +262,7 @@ def draw_cells(cells: list[CellGraph], path: str | Path) -> Path:
         ax.set_ylim(middle - height / 2, middle + height / 2)
         _draw(ax, cell, p)
         left += width
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=DPI)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI)
     plt.close(fig)
-    tmp.replace(path)
     return path

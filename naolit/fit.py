@@ -1,0 +1,45 @@
+"""`python train.py` for Lightning jobs: weight-sharing searches and final training of a fixed cell.
+
+The config names a datamodule (``data``), a LightningModule (``model``), the Trainer and its
+callbacks and loggers. The datamodule is set up first so that what the model's shape depends on
+(vocabulary size, number of classes) comes from the data: ``data.model_kwargs()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """The datamodule, model and trainer ``cfg`` describes (the data already prepared and set up)."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return datamodule, model, trainer
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Fit (resuming from ``ckpt_path``: a path, or ``last`` for the run folder's last checkpoint),
+    then test when ``test_after_fit``; returns the final logged metrics."""
+    Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if cfg.get("test_after_fit"):
+        trainer.test(model, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    log.info("final metrics %s -> %s", metrics, cfg.paths.output_dir)
+    return metrics

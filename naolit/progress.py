@@ -1,0 +1,46 @@
+"""A progress bar that knows how long an epoch of variable-length windows is, and how long the run is."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's bar, with two additions.
+
+    - A training loader without a length (AWD-LSTM's variable bptt windows) still gets a total: the
+      datamodule's ``num_train_batches(epoch)``, the exact count of this epoch's windows.
+    - The postfix shows the whole run's ETA (``run_eta``), from the mean wall time of the epochs so
+      far, search rounds and validation included.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False):
+        super().__init__(refresh_rate=refresh_rate, leave=leave)
+        self._fit_start = 0.0
+        self._start_epoch = 0
+
+    @property
+    def total_train_batches(self) -> int | float:
+        total = super().total_train_batches
+        counter = getattr(self.trainer.datamodule, "num_train_batches", None)
+        if math.isinf(total) and counter is not None:
+            return counter(self.trainer.current_epoch)
+        return total
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._fit_start, self._start_epoch = time.monotonic(), trainer.current_epoch
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        done = trainer.current_epoch - self._start_epoch
+        if done > 0 and trainer.max_epochs and trainer.max_epochs > 0:
+            seconds = (time.monotonic() - self._fit_start) / done * (trainer.max_epochs - trainer.current_epoch)
+            metrics["run_eta"] = time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 \
+                else f"{seconds / 86400:.1f}d"
+        return metrics
