@@ -228,6 +228,18 @@ class LanguageModelingDataModule(pl.LightningDataModule):
             raise RuntimeError(f"{self.corpus}: no vocabulary yet: call setup() or load_state_dict() first")
         return len(self.vocab)
 
+    def num_train_batches(self, epoch: int) -> int:
+        """How many training batches epoch ``epoch`` has (variable windows: a count of that epoch's draw)."""
+        windows = self.train_dataloader().sampler
+        if isinstance(windows, VariableWindows):
+            windows.set_epoch(epoch)
+            return sum(1 for _ in windows)
+        return len(windows)
+
+    def model_kwargs(self) -> dict[str, int]:
+        """What a language model's shape depends on: the vocabulary size."""
+        return {"vocab_size": self.vocab_size}
+
     def state_dict(self) -> dict:
         """The vocabulary (token id = position), for checkpoints."""
         return {} if self.vocab is None else {"vocab": list(self.vocab)}
