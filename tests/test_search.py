@@ -530,3 +530,36 @@ def test_nao_keeps_the_best_predicted_candidates_spread_over_seeds(monkeypatch):
     monkeypatch.setattr(controller, "predict_scores", lambda tokens: predicted[: len(tokens)])
     chosen = strategy._most_promising(candidates, 4)
     assert [c.arch for c in chosen] == [archs[0], archs[4], archs[5], archs[1]]
+
+
+def test_neighbours_are_every_one_token_edit():
+    arch = (1, 2, 3, 4, 5, 1)
+    neighbours = SPACE.neighbours(arch)
+    assert len(neighbours) == len(set(neighbours)) == 6 * 4
+    assert all(sum(a != b for a, b in zip(n, arch)) == 1 for n in neighbours)
+
+
+def test_nao_mutations_are_unseen_edits_of_the_best_then_the_next_best():
+    from naolit.controller import NAOController
+    from naolit.search.strategies import NAOStrategy
+
+    controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, predictor_layers=1)
+    strategy = NAOStrategy(SPACE, controller, fit={"epochs": 1}, generate={"top_k": 3}, per_round=30, num_mutations=30)
+    best, second = (2, 5, 1, 4, 3, 4), (1, 1, 1, 1, 1, 1)
+    pool = ArchPool(SPACE)
+    pool.add(best, 2.0, 0, "random")
+    pool.add(second, 1.0, 0, "random")
+    taken = set(pool.seen) | {SPACE.canonical(n) for n in SPACE.neighbours(best)[:4]}
+    mutations = strategy._mutations(pool, 30, taken, torch.Generator().manual_seed(0))
+    assert len(mutations) == len(set(mutations)) == 30
+    assert set(mutations[:20]) == set(SPACE.neighbours(best)[4:])  # the best's 20 unseen neighbours first
+    assert set(mutations[20:]) <= set(SPACE.neighbours(second))
+
+
+def test_nao_round_mixes_decoded_mutated_and_random_proposals(search_cfg):
+    loop = fresh_loop(search_cfg("nao", "strategy.per_round=4", "strategy.num_mutations=1", "strategy.num_random=1",
+                                 "controller.fit.epochs=2", *TINY_CONTROLLER))
+    loop.run(max_rounds=2)
+    origins = [r.origin for r in loop.pool.history if r.round == 1]
+    assert len(origins) == 4 and origins[-2:] == ["mutation", "random"]
+    assert all(o.startswith("nao eta=") for o in origins[:2])

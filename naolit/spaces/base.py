@@ -97,6 +97,11 @@ class SearchSpace(ABC):
         choices = [self.allowed[p].nonzero().flatten() for p in range(self.seq_len)]
         return torch.cartesian_prod(*choices).reshape(-1, self.seq_len)
 
+    def neighbours(self, arch: Sequence[int]) -> list[Arch]:
+        """Every architecture one token away from ``arch`` (one edge, op, input or activation changed)."""
+        return [tuple(arch[:p]) + (t,) + tuple(arch[p + 1:])
+                for p in range(self.seq_len) for t in self.allowed[p].nonzero().flatten().tolist() if t != arch[p]]
+
     def validate(self, arch: Sequence[int]) -> Arch:
         """Return ``arch`` as a tuple, or raise InvalidArchitecture naming the first bad position."""
         arch = tuple(int(t) for t in arch)

@@ -16,7 +16,9 @@ from naolit.spaces import SearchSpace
 class NAOStrategy(Strategy):
     """Each round: fit the controller on the live pool (warm start), generate new architectures from
     the ``top_k`` best by gradient steps in embedding space, and add ``num_random`` random ones
-    (exploration; NAO-WS adds 50 per round).
+    (exploration; NAO-WS adds 50 per round) and ``num_mutations`` one-token neighbours of the best
+    architectures (local exploration: the predictor, fit on a small pool, can misjudge exactly the
+    edit that improves the incumbent, and then NAO never proposes it).
 
     With ``candidates`` > the number wanted, that many new architectures are decoded and the ones
     the predictor scores highest are kept: under small query budgets this spends the queries on
@@ -24,17 +26,19 @@ class NAOStrategy(Strategy):
     """
 
     def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
-                 initial_size: int = 100, per_round: int = 100, num_random: int = 0, candidates: int | None = None):
+                 initial_size: int = 100, per_round: int = 100, num_random: int = 0, num_mutations: int = 0,
+                 candidates: int | None = None):
         super().__init__(space, initial_size, per_round)
-        if not 0 <= num_random <= per_round:
-            raise ValueError(f"nao strategy: num_random must be in 0..per_round={per_round}, got {num_random}")
-        if candidates is not None and candidates < per_round - num_random:
-            raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random = "
-                             f"{per_round - num_random}, got {candidates}")
+        if num_random < 0 or num_mutations < 0 or num_random + num_mutations > per_round:
+            raise ValueError(f"nao strategy: num_random and num_mutations must be >= 0 and sum to at most "
+                             f"per_round={per_round}, got {num_random} and {num_mutations}")
+        if candidates is not None and candidates < per_round - num_random - num_mutations:
+            raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random - num_mutations = "
+                             f"{per_round - num_random - num_mutations}, got {candidates}")
         self.candidates = candidates
         self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
         self.top_k = self.generate.pop("top_k")
-        self.num_random = num_random
+        self.num_random, self.num_mutations = num_random, num_mutations
         self.metrics: dict[str, float] = {}  # controller quality on the pool it was last trained on
 
     def propose(self, pool: ArchPool, n: int, generator: torch.Generator) -> list[Proposal]:
@@ -42,14 +46,35 @@ class NAOStrategy(Strategy):
         fit_controller(self.controller, archs, scores, generator=generator, **self.fit)
         self.metrics = self._quality(archs, scores)
         seeds = torch.tensor([r.arch for r in pool.top(self.top_k)], dtype=torch.long)
-        num_nao = max(n - self.num_random, 0)
+        num_nao = max(n - self.num_random - self.num_mutations, 0)
         generated = generate_new(self.controller, seeds, max(num_nao, self.candidates or 0), pool.seen, **self.generate)
         if len(generated) > num_nao:
             generated = self._most_promising(generated, num_nao)
         proposals = [(g.arch, f"nao eta={g.eta:g}") for g in generated]
         taken = pool.seen | {self.space.canonical(a) for a, _ in proposals}
+        mutations = self._mutations(pool, min(self.num_mutations, n - len(proposals)), taken, generator)
+        proposals += [(a, "mutation") for a in mutations]
+        taken |= {self.space.canonical(a) for a in mutations}
         proposals += [(a, "random") for a in self.sample_new(n - len(proposals), taken, generator)]
         return proposals
+
+    def _mutations(self, pool: ArchPool, n: int, taken: set[Arch], generator: torch.Generator) -> list[Arch]:
+        """``n`` random unseen one-token neighbours of the best architecture (of the next best once its
+        neighbourhood is exhausted), canonically distinct."""
+        chosen: dict[Arch, Arch] = {}
+        for record in pool.top(len(pool)):
+            if len(chosen) == n:
+                break
+            fresh = {}
+            for arch in self.space.neighbours(record.arch):
+                key = self.space.canonical(arch)
+                if key not in taken and key not in chosen:
+                    fresh.setdefault(key, arch)
+            order = torch.randperm(len(fresh), generator=generator).tolist()
+            keys = list(fresh)
+            for i in order[: n - len(chosen)]:
+                chosen[keys[i]] = fresh[keys[i]]
+        return list(chosen.values())
 
     def _most_promising(self, generated: list[Generated], n: int) -> list[Generated]:
         """The ``n`` candidates the predictor scores highest, spread over seeds: each seed's best
