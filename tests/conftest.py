@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -16,6 +17,16 @@ NB201_CSV = DATA / "nb201" / "nb201_merged_15625.csv"
 # The configs read these: point them at this checkout and at the real data beside it.
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 os.environ.setdefault("NAOLIT_DATA_DIR", str(DATA))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The tests' tensors are tiny: a second intra-op thread only waits for a busy core (tens of ms per op,
+    often 50x the work)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -252,8 +252,14 @@ class LanguageModelingDataModule(pl.LightningDataModule):
             self.ids = {split: encode(self._read(split), vocab, self.path(split)) for split in self.ids}
 
     def train_dataloader(self) -> DataLoader:
-        """`batch_size` streams of the training split in AWD-LSTM's variable windows (or `bptt` ones)."""
-        data = batchify(self._ids(self.train_split), self.batch_size)
+        """`batch_size` streams of the training split in AWD-LSTM's variable windows (or `bptt` ones).
+
+        Under data parallelism the split is cut into world_size * batch_size streams and each rank reads
+        its own `batch_size` of them, through the same windows: every rank takes the same number of steps.
+        """
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        data = batchify(self._ids(self.train_split), self.batch_size * world)
+        data = data[:, rank * self.batch_size : (rank + 1) * self.batch_size]
         windows = (VariableWindows(len(data), self.bptt, self.seed) if self.variable_bptt
                    else FixedWindows(len(data), self.bptt))
         return self._loader(data, windows)

@@ -50,7 +50,7 @@ class SearchLoop:
         self.pending: list[Proposal] = []
         self.generator = torch.Generator().manual_seed(seed)
         self.round = 0
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # seconds per phase of the last round
 
     @property
     def remaining(self) -> int | None:
@@ -89,10 +89,10 @@ class SearchLoop:
         self.pending = self.broadcast([(a, "random") for a in archs])
         return self.pending
 
-    def step(self, propose: bool = True) -> list[Record]:
+    def step(self) -> list[Record]:
         """One round: evaluate what is pending (round 0: the random start; otherwise, unless deferred,
-        the strategy's proposals of this round), after rescoring the pool if asked; returns the new records.
-        ``propose=False`` skips a deferred round's proposals (the last round: nothing would train on them)."""
+        the strategy's proposals of this round), after rescoring the pool if asked; returns the new records."""
+        self.timings = {}
         if self.round == 0 and not self.pending:
             self.start()
         if self.round > 0 and self.rescore:
@@ -103,7 +103,7 @@ class SearchLoop:
         self.pending = []
         if self.pool_size is not None:
             self.pool.keep_best(self.pool_size - (self.strategy.per_round if self.defer else 0))
-        if self.defer and propose and not self.done:
+        if self.defer and not self.done:
             self.pending = self._propose()
         self.round += 1
         return new
@@ -130,7 +130,7 @@ class SearchLoop:
             "strategy": self.strategy.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
+            "numpy_rng": _plain_numpy_state(np.random.get_state()),
             "python_rng": random.getstate(),
         }
         if hasattr(self.evaluator, "state_dict"):
@@ -143,8 +143,20 @@ class SearchLoop:
         self.pending = [(tuple(arch), origin) for arch, origin in state.get("pending", [])]
         self.strategy.load_state_dict(state["strategy"])
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        restore_global_rngs(state)
         if "evaluator" in state:
             self.evaluator.load_state_dict(state["evaluator"])
+
+
+def _plain_numpy_state(state: tuple) -> tuple:
+    """numpy's RNG state with plain Python values, so that checkpoints load with ``weights_only=True``."""
+    name, keys, *rest = state
+    return (name, keys.tolist(), *(value.item() if hasattr(value, "item") else value for value in rest))
+
+
+def restore_global_rngs(state: dict[str, Any]) -> None:
+    """Set torch's, numpy's and Python's global RNGs to those saved in a loop ``state_dict``."""
+    torch.set_rng_state(state["torch_rng"])
+    name, keys, *rest = state["numpy_rng"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    random.setstate(state["python_rng"])

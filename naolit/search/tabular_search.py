@@ -55,7 +55,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg)
     if cfg.ckpt_path:
-        loop.load_state_dict(torch.load(cfg.ckpt_path, weights_only=False))
+        loop.load_state_dict(torch.load(cfg.ckpt_path, weights_only=True))
         log.info("resumed %s at round %d with %d architectures", cfg.ckpt_path, loop.round, len(loop.pool.seen))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for logger in loggers:

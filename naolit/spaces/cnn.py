@@ -23,6 +23,33 @@ NAO_OPS = (
 )
 KNOWN_OPS = frozenset(WS_OPS + NAO_OPS)
 
+# Published cells (normal, reduce) as per node [(input, op), (input, op)]; inputs 0, 1 = cells k-2, k-1.
+# Converted from NAO's reference code, which writes a node as (input, op, input, op) with the same
+# input numbering (0 = cell k-2, 1 = cell k-1, i + 2 = node i). NAONet (paper Fig. 1, CIFAR-10 2.11%):
+# renqianluo/NAO, NAO/cnn/dag.py NAONet(), whose "node_1", "node_2" are our inputs 0, 1 and "node_j"
+# (j >= 3) our input j - 1; the PyTorch port (renqianluo/NAO_pytorch, "NAONet-A", ops numbered 5..15
+# in NAO_OPS order) agrees except reduction node 2, where it swaps the two ops' inputs.
+# NAONet-WS (paper CIFAR-10 3.53%, 2.5M params): renqianluo/NAO, NAO-WS/cnn/train_final.sh fixed_arc,
+# ops numbered 0..4 in WS_OPS order (the PyTorch port's "NAONet-B" is another, later NAO-WS cell).
+PUBLISHED_CELLS: dict[str, tuple[list[list[tuple[int, str]]], list[list[tuple[int, str]]]]] = {
+    "naonet": (
+        [[(0, "conv_3x3"), (1, "avg_pool_5x5")], [(2, "conv_1x3_3x1"), (1, "conv_3x3")],
+         [(0, "conv_1x1"), (1, "conv_3x3")], [(0, "conv_1x3_3x1"), (4, "conv_3x3")],
+         [(1, "identity"), (0, "conv_3x3")]],
+        [[(0, "conv_3x3"), (1, "avg_pool_2x2")], [(0, "conv_1x1"), (0, "avg_pool_3x3")],
+         [(1, "conv_1x7_7x1"), (0, "max_pool_2x2")], [(0, "avg_pool_3x3"), (2, "conv_1x1")],
+         [(1, "max_pool_3x3"), (0, "conv_3x3")]],
+    ),
+    "naonet_ws": (
+        [[(0, "sep_conv_5x5"), (0, "identity")], [(2, "avg_pool_3x3"), (1, "max_pool_3x3")],
+         [(1, "sep_conv_3x3"), (2, "sep_conv_3x3")], [(2, "max_pool_3x3"), (1, "max_pool_3x3")],
+         [(1, "avg_pool_3x3"), (0, "identity")]],
+        [[(1, "sep_conv_5x5"), (0, "max_pool_3x3")], [(2, "max_pool_3x3"), (2, "max_pool_3x3")],
+         [(1, "sep_conv_3x3"), (0, "sep_conv_5x5")], [(0, "identity"), (2, "identity")],
+         [(2, "max_pool_3x3"), (2, "max_pool_3x3")]],
+    ),
+}
+
 
 class CNNCellSpace(SearchSpace):
     """Normal + reduction cell, ``num_nodes`` nodes of two branches each."""
@@ -121,6 +148,19 @@ class CNNCellSpace(SearchSpace):
                         )
                     tokens += [inp + 1, self.ops.index(op) + self.op_offset]
         return self.validate(tokens)
+
+    def named_genotypes(self) -> dict[str, dict[str, Any]]:
+        """The published cells (``PUBLISHED_CELLS``) whose node count and ops this space has."""
+        named = {}
+        for name, cells in PUBLISHED_CELLS.items():
+            ops = {op for nodes in cells for branches in nodes for _, op in branches}
+            if len(cells[0]) == self.num_nodes and ops <= set(self.ops):
+                genotype: dict[str, Any] = {"space": self.name, "num_nodes": self.num_nodes}
+                for cell_name, nodes in zip(CELLS, cells):
+                    genotype[cell_name] = [[[inp, op] for inp, op in branches] for branches in nodes]
+                    genotype[f"{cell_name}_concat"] = self.concat(nodes)
+                named[name] = genotype
+        return named
 
     def draw(self, arch: Sequence[int], path: str | Path) -> Path:
         arch = self.validate(arch)

@@ -17,6 +17,21 @@ from naolit.spaces.draw import CellGraph, draw_cells
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
+# Published cells, [predecessor, activation] per node, converted from the NAO reference code
+# (renqianluo/NAO), whose final-training scripts write a cell as "pred act pred act ..." with pred as ours.
+# nao_ptb (paper: PTB test ppl 56.0): NAO/rnn/train_ptb_final.sh (also train_wt2_final.sh, WikiText-2 67.0).
+#   Activations are numbered by NAO/rnn/utils.py parse_arch: 0 tanh, 1 relu, 2 identity, 3 sigmoid.
+# nao_ws_ptb (paper: PTB test ppl 56.6): NAO-WS/rnn/train_final.sh. Activations are numbered by
+#   NAO-WS/rnn/model.py (NAOCell) and utils.py: 0 tanh, 1 relu, 2 sigmoid, 3 identity.
+# The paper's appendix figures were not checked against these strings; they are the cells the reference
+# code trains in its final-training scripts.
+PUBLISHED_CELLS: dict[str, list[list[Any]]] = {
+    "nao_ptb": [[0, "relu"], [0, "relu"], [1, "relu"], [3, "tanh"], [4, "relu"], [4, "relu"], [5, "relu"],
+                [1, "relu"], [7, "relu"], [1, "relu"], [1, "identity"]],
+    "nao_ws_ptb": [[0, "relu"], [1, "relu"], [2, "sigmoid"], [1, "sigmoid"], [4, "relu"], [4, "relu"],
+                   [4, "relu"], [7, "relu"], [8, "sigmoid"], [1, "tanh"], [4, "relu"]],
+}
+
 
 class RNNCellSpace(SearchSpace):
     """``num_nodes`` nodes after the highway node 0, each (predecessor, activation)."""
@@ -65,6 +80,12 @@ class RNNCellSpace(SearchSpace):
                 raise InvalidArchitecture(f"node {node}: predecessor {pred!r} must be an int in 0..{node - 1}")
             tokens += [pred + 1, self.activations.index(act) + self.act_offset]
         return self.validate(tokens)
+
+    def named_genotypes(self) -> dict[str, dict[str, Any]]:
+        """The published cells (``PUBLISHED_CELLS``) whose node count and activations this space has."""
+        return {name: {"space": self.name, "nodes": [list(node) for node in nodes]}
+                for name, nodes in PUBLISHED_CELLS.items()
+                if len(nodes) == self.num_nodes and {act for _, act in nodes} <= set(self.activations)}
 
     def draw(self, arch: Sequence[int], path: str | Path) -> Path:
         nodes = self._nodes(self.validate(arch))

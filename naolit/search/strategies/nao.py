@@ -10,7 +10,7 @@ from naolit.controller import (Generated, NAOController, fit_controller, generat
                                pairwise_accuracy, recovery)
 from naolit.search.pool import ArchPool
 from naolit.search.strategies.base import Proposal, Strategy
-from naolit.spaces import SearchSpace
+from naolit.spaces import Arch, SearchSpace
 
 
 class NAOStrategy(Strategy):

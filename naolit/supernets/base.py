@@ -1,0 +1,59 @@
+"""What every weight-sharing supernet provides to the search: a training pool and ``score``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterable, Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from naolit.spaces import Arch, SearchSpace
+
+
+class Supernet(pl.LightningModule, ABC):
+    """Shared weights for every architecture of ``space``, trained one architecture per batch.
+
+    The architecture of each training batch is drawn uniformly from ``train_archs`` (set by the NAO
+    callback to the search pool plus its pending proposals), or uniformly from the whole space while
+    no pool is set, or always uniformly from the space with ``arch_sampling="uniform"``.
+    The draw uses the supernet's own generator, seeded identically on every rank, so under DDP all
+    ranks train the same architecture at each step; its state lives in the checkpoint.
+
+    ``score(archs)`` returns the raw validation metric of each architecture (``metric_name``;
+    ``higher_is_better`` says which way is better), computed under ``torch.inference_mode``.
+    """
+
+    metric_name: str
+    higher_is_better: bool
+
+    def __init__(self, space: SearchSpace, seed: int = 0, arch_sampling: str = "pool"):
+        super().__init__()
+        if arch_sampling not in ("pool", "uniform"):
+            raise ValueError(f"supernet: arch_sampling must be 'pool' or 'uniform', got {arch_sampling!r}")
+        self.space, self.arch_sampling = space, arch_sampling
+        self.arch_generator = torch.Generator().manual_seed(seed)
+        self.train_archs: list[Arch] = []
+
+    def set_train_archs(self, archs: Sequence[Arch]) -> None:
+        """The architectures training batches are drawn from (the search pool)."""
+        self.train_archs = [tuple(a) for a in archs]
+
+    def next_train_arch(self) -> Arch:
+        """The architecture of the next training batch."""
+        if self.arch_sampling == "pool" and self.train_archs:
+            index = int(torch.randint(len(self.train_archs), (1,), generator=self.arch_generator))
+            return self.train_archs[index]
+        return tuple(self.space.sample(1, self.arch_generator)[0].tolist())
+
+    @abstractmethod
+    def score(self, archs: Sequence[Arch], batches: Iterable[Any] | None = None) -> list[float]:
+        """Each architecture's validation metric on ``batches`` (default: the datamodule's scoring batches)."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["supernet_sampling"] = {"generator": self.arch_generator.get_state(), "train_archs": self.train_archs}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["supernet_sampling"]
+        self.arch_generator.set_state(state["generator"])
+        self.train_archs = [tuple(a) for a in state["train_archs"]]

@@ -1,0 +1,106 @@
+"""Weight-sharing search on real PTB at tiny sizes: end to end, resuming, and DDP on two CPU processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import open_dict
+
+from naolit.fit import build, run
+from naolit.search import SearchCallback
+
+from conftest import ROOT
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TINY = ["+experiment=ptb_ws_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4",
+        "trainer.limit_train_batches=3", "trainer.max_epochs=4", "search.every_n_epochs=2", "search.pool_size=12",
+        "strategy.initial_size=10", "strategy.per_round=4", "strategy.num_random=1", "controller.fit.epochs=3",
+        "controller.model.embedding_size=8", "controller.model.hidden_size=16",
+        "controller.model.predictor_hidden_size=16", "controller.model.predictor_layers=1",
+        "controller.generate.top_k=5", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
+        "logger=csv", "threads=null", "search.export_top=2"]
+
+
+@pytest.fixture
+def ws_cfg(compose_cfg, tmp_path):
+    """ws_cfg(name, *overrides): the tiny PTB search config, writing to tmp_path/name."""
+
+    def _cfg(name, *overrides):
+        out = tmp_path / name
+        cfg = compose_cfg([*TINY, f"paths.output_dir={out}", *overrides])
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    return _cfg
+
+
+def search_of(cfg):
+    """Fit ``cfg`` and return its search callback."""
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    return next(c for c in trainer.callbacks if isinstance(c, SearchCallback))
+
+
+def test_two_round_search_end_to_end(ws_cfg):
+    cfg = ws_cfg("search")
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    history = pd.read_csv(out / "search" / "history.csv")
+    # round 0 scores the 10 random ones; round 1 rescores the 8 kept and scores the 4 proposed
+    assert history["round"].tolist() == [0] * 10 + [1] * 12
+    assert set(history["origin"][:10]) == {"random"} and len(set(history["hash"])) == 14
+    pool = pd.read_csv(out / "search" / "pool.csv")
+    assert len(pool) == 8 and pool["score"].is_monotonic_decreasing and (pool["score"] < 0).all()  # -perplexity
+    best = json.loads((out / "search" / "top1.json").read_text())
+    assert best["space"] == "rnn" and len(best["nodes"]) == 11
+    for name in ("top1.png", "top2.png", "best_cell_round1.png", "best_cell_round2.png"):
+        assert (out / "search" / name).read_bytes()[:8] == PNG
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    metrics = pd.read_csv(next((out / "csv").rglob("metrics.csv")))
+    rounds = metrics.dropna(subset=["search/round"])
+    assert rounds["search/round"].tolist() == [1, 2] and rounds["search/new"].tolist() == [10, 4]
+    assert (rounds["search/best_valid_ppl"] <= rounds["search/pool_mean_valid_ppl"]).all()
+    assert rounds["controller/pairwise_accuracy"].notna().all()
+    assert {"time/rescore_s", "time/evaluate_s", "time/propose_s"} <= set(metrics.columns)
+
+
+def records(loop):
+    return [(r.arch, r.score, r.round, r.origin) for r in loop.pool.history], sorted(loop.pool.live)
+
+
+def test_an_interrupted_search_resumes_to_the_same_pool_and_history(ws_cfg):
+    whole = search_of(ws_cfg("whole"))
+    first = ws_cfg("first", "trainer.max_epochs=2")
+    search_of(first)
+    resumed = search_of(ws_cfg("resumed", f"ckpt_path={first.paths.output_dir}/checkpoints/last.ckpt"))
+    assert whole.loop.round == resumed.loop.round == 2
+    assert records(resumed.loop) == records(whole.loop)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_resumes_in_one(ws_cfg, tmp_path):
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"), OMP_NUM_THREADS="1")
+    overrides = [o for o in TINY if not o.startswith("threads")] + ["trainer=ddp_cpu", "threads=null"]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                    str(ROOT / "tests" / "ddp_search_worker.py"), str(out), *overrides],
+                   cwd=ROOT, env=env, check=True, timeout=600)
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    for key in ("pool", "history", "pending"):
+        assert ranks[0][key] == ranks[1][key], key
+    # every evaluation happened on exactly one rank: 10 in round 0, 8 + 4 in round 1
+    assert len(ranks[0]["history"]) == 22 and ranks[0]["scored_here"] + ranks[1]["scored_here"] == 22
+    assert ranks[0]["scored_here"] == 11
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert checkpoints == ["epoch=3-step=12.ckpt", "last.ckpt"]
+
+    resumed = search_of(ws_cfg("resumed", "trainer.max_epochs=6", f"ckpt_path={out}/checkpoints/last.ckpt"))
+    history = [[list(r.arch), r.score, r.round, r.origin] for r in resumed.loop.pool.history]
+    assert history[:22] == ranks[0]["history"] and resumed.loop.round == 3
