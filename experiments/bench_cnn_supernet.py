@@ -14,7 +14,6 @@ other processes share the cores; the load average is printed too). Writes the fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -25,7 +24,7 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import ROOT, load_config
+from common import ROOT, load_config, report
 
 TINY = ["space=cnn", "model=cnn_supernet", "model.layers=1", "model.channels=8", "model.arch_sampling=uniform"]
 
@@ -89,10 +88,7 @@ def main() -> None:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written to {args.out}")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

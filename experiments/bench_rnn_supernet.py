@@ -16,7 +16,6 @@ Printed, and written as JSON to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from common import DEFAULT_DATA_DIR, ROOT, load_config
+from common import DEFAULT_DATA_DIR, ROOT, load_config, report
 
 
 class StepTimer(pl.Callback):
@@ -111,10 +110,7 @@ def main() -> None:
         "seconds_per_arch_scored": round(together, 4),
         "seconds_per_arch_scored_one_by_one": round(alone, 4),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written to {args.out}")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""What the experiment scripts share: the real Hydra config, composed as train.py would see it."""
+"""What the experiment scripts share: the real Hydra config, composed as train.py would see it, and reporting."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from naolit.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
@@ -19,3 +22,12 @@ def load_config(overrides: list[str]) -> DictConfig:
         os.environ.setdefault("NAOLIT_DATA_DIR", str(DEFAULT_DATA_DIR))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
+
+
+def report(result: dict, path: Path) -> None:
+    """Print a benchmark's result and write it as JSON to ``path`` (atomically)."""
+    text = json.dumps(result, indent=2) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    print(text, end="")
+    print(f"written to {path}")

@@ -15,13 +15,13 @@ class EpochProgressBar(TQDMProgressBar):
 
     - A training loader without a length (AWD-LSTM's variable bptt windows) still gets a total: the
       datamodule's ``num_train_batches(epoch)``, the exact count of this epoch's windows.
-    - The postfix shows the whole run's ETA (``run_eta``), from the mean wall time of the epochs so
-      far, search rounds and validation included.
+    - The postfix shows the whole run's ETA (``run_eta``), from the mean wall time of the finished
+      epochs, search rounds and validation included.
     """
 
     def __init__(self, refresh_rate: int = 1, leave: bool = False):
         super().__init__(refresh_rate=refresh_rate, leave=leave)
-        self._fit_start = 0.0
+        self._fit_start = self._last_epoch_end = 0.0
         self._start_epoch = 0
 
     @property
@@ -34,13 +34,21 @@ class EpochProgressBar(TQDMProgressBar):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._fit_start, self._start_epoch = time.monotonic(), trainer.current_epoch
+        self._fit_start = self._last_epoch_end = time.monotonic()
+        self._start_epoch = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        if trainer.current_epoch > self._start_epoch:  # the previous epoch, its search round included, is over
+            self._last_epoch_end = time.monotonic()
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         done = trainer.current_epoch - self._start_epoch
         if done > 0 and trainer.max_epochs and trainer.max_epochs > 0:
-            seconds = (time.monotonic() - self._fit_start) / done * (trainer.max_epochs - trainer.current_epoch)
+            per_epoch = (self._last_epoch_end - self._fit_start) / done
+            in_this_epoch = time.monotonic() - self._last_epoch_end
+            seconds = max(per_epoch * (trainer.max_epochs - trainer.current_epoch) - in_this_epoch, 0.0)
             metrics["run_eta"] = time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 \
                 else f"{seconds / 86400:.1f}d"
         return metrics

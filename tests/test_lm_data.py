@@ -162,6 +162,33 @@ def test_variable_windows_cover_the_stream_and_repeat_for_a_seed(ptb):
     assert sum(length for _, length in FixedWindows(steps, 35)) == steps - 1
 
 
+def test_the_batch_count_of_an_epoch_is_exact_for_the_progress_bar(ptb):
+    for epoch in (0, 3):
+        loader = ptb.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        assert ptb.num_train_batches(epoch) == sum(1 for _ in loader.sampler)
+    assert ptb.num_train_batches(0) != ptb.num_train_batches(3)
+
+
+class _Ranks:
+    """Stands in for the Trainer a datamodule is attached to, as seen from one DDP rank."""
+
+    def __init__(self, world_size, global_rank):
+        self.world_size, self.global_rank = world_size, global_rank
+
+
+def test_under_data_parallelism_each_rank_reads_its_own_streams_in_the_same_windows(ptb):
+    batches = []
+    for rank in range(2):
+        ptb.trainer = _Ranks(2, rank)
+        batches.append(next(iter(ptb.train_dataloader())))
+    ptb.trainer = None
+    (inputs0, _), (inputs1, _) = batches
+    both = batchify(ptb.ids["train"], 2 * ptb.batch_size)[: len(inputs0)]
+    assert inputs0.shape == inputs1.shape == (len(inputs0), ptb.batch_size)
+    assert torch.equal(torch.cat([inputs0, inputs1], 1), both)
+
+
 def test_vocabulary_is_the_saved_state():
     data = LanguageModelingDataModule("ptb", DATA, train_split="valid")
     data.setup("validate")

@@ -55,7 +55,7 @@ def fit(supernet, data, archs, steps, callbacks=()):
 def test_config_is_the_papers_supernet(compose_cfg):
     cfg = compose_cfg(["space=rnn", "data=ptb", "model=rnn_supernet"])
     model = cfg.model
-    assert (model.hidden_size, model.lr, model.clip, model.bptt, cfg.data.batch_size) == (300, 0.25, 10.0, 35, 256)
+    assert (model.hidden_size, model.lr, model.clip, model.bptt, cfg.data.batch_size) == (300, 8.75, 0.286, 35, 256)
     assert (model.dropout_output, model.dropout_hidden, model.dropout_x, model.dropout_input) == (0.75, 0.25, 0.75, 0.2)
 
 

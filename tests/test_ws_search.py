@@ -1,4 +1,5 @@
-"""Weight-sharing search on real PTB at tiny sizes: end to end, resuming, and DDP on two CPU processes."""
+"""Weight-sharing search at tiny sizes, on real PTB and on generated CIFAR-10 files: end to end, resuming,
+and DDP on two CPU processes. One callback and one loop drive both supernets."""
 
 import json
 import os
@@ -8,30 +9,56 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 from omegaconf import open_dict
 
+from naolit.data import write_fake_cifar
 from naolit.fit import build, run
 from naolit.search import SearchCallback
 
 from conftest import ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = ["+experiment=ptb_ws_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4",
-        "trainer.limit_train_batches=3", "trainer.max_epochs=4", "search.every_n_epochs=2", "search.pool_size=12",
-        "strategy.initial_size=10", "strategy.per_round=4", "strategy.num_random=1", "controller.fit.epochs=3",
-        "controller.model.embedding_size=8", "controller.model.hidden_size=16",
-        "controller.model.predictor_hidden_size=16", "controller.model.predictor_layers=1",
-        "controller.generate.top_k=5", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
-        "logger=csv", "threads=null", "search.export_top=2"]
+# The search at toy size: 10 random architectures, then rounds of 4 new (3 NAO + 1 random) in a pool of 12,
+# every 2 epochs of 3 batches.
+SEARCH = ["trainer.limit_train_batches=3", "trainer.max_epochs=4", "search.every_n_epochs=2", "search.pool_size=12",
+          "strategy.initial_size=10", "strategy.per_round=4", "strategy.num_random=1", "controller.fit.epochs=3",
+          "controller.model.embedding_size=8", "controller.model.hidden_size=16",
+          "controller.model.predictor_hidden_size=16", "controller.model.predictor_layers=1",
+          "controller.generate.top_k=5", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
+          "logger=csv", "threads=null", "search.export_top=2"]
+# experiment -> (overrides, the supernet's metric, whether higher is better)
+EXPERIMENTS = {
+    "ptb": (["+experiment=ptb_ws_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4"],
+            "valid_ppl", False),
+    "cifar": (["+experiment=cifar10_ws", "model.layers=1", "model.channels=4", "data.batch_size=8",
+               "data.eval_batch_size=16", "data.valid_size=32", "data.num_workers=0"], "valid_acc", True),
+}
+
+
+@pytest.fixture(scope="module")
+def fake_cifar(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar(folder, "cifar10", train_size=96, test_size=16)
+    return folder
+
+
+@pytest.fixture(params=sorted(EXPERIMENTS))
+def experiment(request, fake_cifar):
+    """(name, overrides of the tiny search) for each weight-sharing experiment."""
+    overrides = EXPERIMENTS[request.param][0] + SEARCH
+    if request.param == "cifar":
+        overrides.append(f"paths.data_dir={fake_cifar}")
+    return request.param, overrides
 
 
 @pytest.fixture
-def ws_cfg(compose_cfg, tmp_path):
-    """ws_cfg(name, *overrides): the tiny PTB search config, writing to tmp_path/name."""
+def ws_cfg(compose_cfg, tmp_path, experiment):
+    """ws_cfg(name, *overrides): the tiny search config of ``experiment``, writing to tmp_path/name."""
 
     def _cfg(name, *overrides):
         out = tmp_path / name
-        cfg = compose_cfg([*TINY, f"paths.output_dir={out}", *overrides])
+        cfg = compose_cfg([*experiment[1], f"paths.output_dir={out}", *overrides])
         with open_dict(cfg):
             del cfg["hydra"]
         return cfg
@@ -39,14 +66,27 @@ def ws_cfg(compose_cfg, tmp_path):
     return _cfg
 
 
-def search_of(cfg):
-    """Fit ``cfg`` and return its search callback."""
+class StopAfter(pl.Callback):
+    """Interrupts training after ``epochs`` epochs (as a crash would, with the run's schedule unchanged)."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = trainer.current_epoch + 1 >= self.epochs
+
+
+def search_of(cfg, stop_after: int | None = None):
+    """Fit ``cfg`` (interrupted after ``stop_after`` epochs) and return its search callback."""
     datamodule, model, trainer = build(cfg)
+    if stop_after is not None:
+        trainer.callbacks.append(StopAfter(stop_after))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     return next(c for c in trainer.callbacks if isinstance(c, SearchCallback))
 
 
-def test_two_round_search_end_to_end(ws_cfg):
+def test_two_round_search_end_to_end(ws_cfg, experiment):
+    _, metric, higher_is_better = EXPERIMENTS[experiment[0]]
     cfg = ws_cfg("search")
     run(cfg)
     out = Path(cfg.paths.output_dir)
@@ -55,16 +95,18 @@ def test_two_round_search_end_to_end(ws_cfg):
     assert history["round"].tolist() == [0] * 10 + [1] * 12
     assert set(history["origin"][:10]) == {"random"} and len(set(history["hash"])) == 14
     pool = pd.read_csv(out / "search" / "pool.csv")
-    assert len(pool) == 8 and pool["score"].is_monotonic_decreasing and (pool["score"] < 0).all()  # -perplexity
+    assert len(pool) == 8 and pool["score"].is_monotonic_decreasing
+    assert (pool["score"] >= 0).all() if higher_is_better else (pool["score"] < 0).all()  # a loss is negated
     best = json.loads((out / "search" / "top1.json").read_text())
-    assert best["space"] == "rnn" and len(best["nodes"]) == 11
+    assert best["space"] == {"ptb": "rnn", "cifar": "cnn"}[experiment[0]]
     for name in ("top1.png", "top2.png", "best_cell_round1.png", "best_cell_round2.png"):
         assert (out / "search" / name).read_bytes()[:8] == PNG
     assert (out / "checkpoints" / "last.ckpt").is_file()
     metrics = pd.read_csv(next((out / "csv").rglob("metrics.csv")))
     rounds = metrics.dropna(subset=["search/round"])
     assert rounds["search/round"].tolist() == [1, 2] and rounds["search/new"].tolist() == [10, 4]
-    assert (rounds["search/best_valid_ppl"] <= rounds["search/pool_mean_valid_ppl"]).all()
+    best, mean = rounds[f"search/best_{metric}"], rounds[f"search/pool_mean_{metric}"]
+    assert (best >= mean).all() if higher_is_better else (best <= mean).all()
     assert rounds["controller/pairwise_accuracy"].notna().all()
     assert {"time/rescore_s", "time/evaluate_s", "time/propose_s"} <= set(metrics.columns)
 
@@ -75,19 +117,19 @@ def records(loop):
 
 def test_an_interrupted_search_resumes_to_the_same_pool_and_history(ws_cfg):
     whole = search_of(ws_cfg("whole"))
-    first = ws_cfg("first", "trainer.max_epochs=2")
-    search_of(first)
+    first = ws_cfg("first")
+    search_of(first, stop_after=2)
     resumed = search_of(ws_cfg("resumed", f"ckpt_path={first.paths.output_dir}/checkpoints/last.ckpt"))
     assert whole.loop.round == resumed.loop.round == 2
     assert records(resumed.loop) == records(whole.loop)
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_resumes_in_one(ws_cfg, tmp_path):
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_resumes_in_one(ws_cfg, experiment, tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"), OMP_NUM_THREADS="1")
-    overrides = [o for o in TINY if not o.startswith("threads")] + ["trainer=ddp_cpu", "threads=null"]
+    overrides = [*experiment[1], "trainer=ddp_cpu"]
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                     str(ROOT / "tests" / "ddp_search_worker.py"), str(out), *overrides],
                    cwd=ROOT, env=env, check=True, timeout=600)

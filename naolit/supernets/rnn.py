@@ -37,8 +37,8 @@ class RNNSupernet(Supernet):
     metric_name = "valid_ppl"
     higher_is_better = False
 
-    def __init__(self, space: RNNCellSpace, vocab_size: int, hidden_size: int = 300, lr: float = 0.25,
-                 clip: float = 10.0, weight_decay: float = 5e-7, tar: float = 1e-3, dropout_output: float = 0.75,
+    def __init__(self, space: RNNCellSpace, vocab_size: int, hidden_size: int = 300, lr: float = 8.75,
+                 clip: float = 0.286, weight_decay: float = 5e-7, tar: float = 1e-3, dropout_output: float = 0.75,
                  dropout_hidden: float = 0.25, dropout_x: float = 0.75, dropout_input: float = 0.2,
                  dropout_embedding: float = 0.0, init_range: float = 0.04, bptt: int = 35, score_windows: int = 1,
                  score_chunk: int = 32, seed: int = 0, arch_sampling: str = "pool"):
