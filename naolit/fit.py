@@ -24,13 +24,23 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     datamodule.prepare_data()
     datamodule.setup("fit")
     model = instantiate(cfg.model, **datamodule.model_kwargs())
-    # an entry set to null (e.g. callbacks.progress_bar=null) is switched off
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_entries(cfg, "callbacks"),
+                          logger=build_loggers(cfg) or False)
+    return datamodule, model, trainer
+
+
+def instantiate_entries(cfg: DictConfig, group: str) -> list:
+    """One object per entry of a config group such as ``callbacks`` or ``logger``; an entry set to null
+    (e.g. ``callbacks.progress_bar=null``) is switched off."""
+    return [instantiate(entry) for entry in (cfg.get(group) or {}).values() if entry is not None]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """The configured loggers, each given the whole resolved config as its hyperparameters."""
+    loggers = instantiate_entries(cfg, "logger")
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return datamodule, model, trainer
+    return loggers
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -56,9 +56,7 @@ class ImageClassifier(pl.LightningModule):
         for logger in self.loggers:
             logger.log_metrics({"model/params": params, "model/flops": flops}, step=0)
         if self.trainer.is_global_zero:
-            run_dir = Path(self.trainer.default_root_dir)
-            self.space.save_genotype(self.arch, run_dir / "genotype.json")
-            self.space.draw(self.arch, run_dir / "genotype.png")
+            self.space.export(self.arch, Path(self.trainer.default_root_dir) / "genotype")
 
     def on_train_epoch_start(self) -> None:
         self.net.drop_path_prob = self.hparams.drop_path_prob * self.current_epoch / self.trainer.max_epochs

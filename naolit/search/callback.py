@@ -104,18 +104,19 @@ class SearchCallback(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("search/best_cell", [str(picture)], step=trainer.global_step)
-        self.loop.pool.write_csv(self.output_dir / "pool.csv")
-        self.loop.pool.write_csv(self.output_dir / "history.csv", self.loop.pool.history)
+        self._write_tables()
         log.info("search round %d: %s", self.loop.round,
                  ", ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items()))
+
+    def _write_tables(self) -> None:
+        self.loop.pool.write_csv(self.output_dir / "pool.csv")
+        self.loop.pool.write_csv(self.output_dir / "history.csv", self.loop.pool.history)
 
     def export(self) -> list[Path]:
         """The ``export_top`` best architectures of the pool as top{i}.json and top{i}.png (i = 1 is the best)."""
         space, paths = self.loop.strategy.space, []
         for i, record in enumerate(self.loop.pool.top(self.export_top), start=1):
-            paths.append(space.save_genotype(record.arch, self.output_dir / f"top{i}.json"))
-            space.draw(record.arch, self.output_dir / f"top{i}.png")
-        self.loop.pool.write_csv(self.output_dir / "pool.csv")
-        self.loop.pool.write_csv(self.output_dir / "history.csv", self.loop.pool.history)
+            paths.append(space.export(record.arch, self.output_dir / f"top{i}"))
+        self._write_tables()
         log.info("exported the %d best architectures to %s", len(paths), self.output_dir)
         return paths

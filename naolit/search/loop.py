@@ -143,7 +143,7 @@ class SearchLoop:
         self.pending = [(tuple(arch), origin) for arch, origin in state.get("pending", [])]
         self.strategy.load_state_dict(state["strategy"])
         self.generator.set_state(state["generator"])
-        restore_global_rngs(state)
+        _restore_global_rngs(state)
         if "evaluator" in state:
             self.evaluator.load_state_dict(state["evaluator"])
 
@@ -154,7 +154,7 @@ def _plain_numpy_state(state: tuple) -> tuple:
     return (name, keys.tolist(), *(value.item() if hasattr(value, "item") else value for value in rest))
 
 
-def restore_global_rngs(state: dict[str, Any]) -> None:
+def _restore_global_rngs(state: dict[str, Any]) -> None:
     """Set torch's, numpy's and Python's global RNGs to those saved in a loop ``state_dict``."""
     torch.set_rng_state(state["torch_rng"])
     name, keys, *rest = state["numpy_rng"]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
+from naolit.fit import build_loggers
 from naolit.io import atomic_path
 from naolit.search.evaluator import TabularEvaluator
 from naolit.search.loop import SearchLoop
@@ -57,9 +58,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.ckpt_path:
         loop.load_state_dict(torch.load(cfg.ckpt_path, weights_only=True))
         log.info("resumed %s at round %d with %d architectures", cfg.ckpt_path, loop.round, len(loop.pool.seen))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    loggers = build_loggers(cfg)
 
     total = cfg.search.budget
     bar = tqdm(total=total, initial=len(loop.pool.seen), desc=f"{cfg.task_name} ({type(loop.strategy).__name__})",

@@ -134,6 +134,12 @@ class SearchSpace(ABC):
         text = f"{self.name}:" + ",".join(map(str, self.canonical(arch)))
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
+    def export(self, arch: Sequence[int], stem: str | Path) -> Path:
+        """Write ``stem``.json (the genotype) and ``stem``.png (its picture); returns the JSON's path."""
+        stem = Path(stem)
+        self.draw(arch, stem.with_name(stem.name + ".png"))
+        return self.save_genotype(arch, stem.with_name(stem.name + ".json"))
+
     def save_genotype(self, arch: Sequence[int], path: str | Path) -> Path:
         """Write the JSON genotype of ``arch`` atomically (temp file + rename)."""
         with atomic_path(path) as tmp:
