@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from naolit.models.cnn import NASNetwork, count_flops, count_parameters
-from naolit.models.cnn_ops import OPS
+from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool
+from naolit.supernets.cnn import use_batch_statistics
 from naolit.spaces import CNNCellSpace
 from naolit.spaces.cnn import KNOWN_OPS, NAO_OPS, WS_OPS
 
@@ -27,6 +28,60 @@ def test_every_op_keeps_channels_and_scales_resolution(name: str, stride: int) -
     assert x.grad is not None and torch.isfinite(x.grad).all()
     with torch.no_grad():  # pools take another path without autograd: it must agree
         assert torch.allclose(op(x), y, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_OPS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_scoring_path_of_every_op_matches_its_training_path(name: str, stride: int) -> None:
+    """With batch statistics and no autograd, convolutions fold the batch norm in and pools take
+    other paths: the result must be the training path's."""
+    op = OPS[name](6, stride, True).to(memory_format=torch.channels_last)
+    use_batch_statistics(op)
+    for bn in (m for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        torch.nn.init.uniform_(bn.weight, -2.0, 2.0)
+        torch.nn.init.uniform_(bn.bias, -1.0, 1.0)
+    x = (torch.randn(4, 6, 9, 10) + 1.5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    expected = op(x)
+    with torch.inference_mode():
+        assert torch.allclose(op(x.detach()), expected, atol=1e-4)
+
+
+def pool_by_windows(x: torch.Tensor, kind: str, k: int, stride: int) -> torch.Tensor:
+    """The definition: max or mean of the real pixels of each window (odd k centred, even k from the
+    pixel on)."""
+    pad = k // 2 if k % 2 else 0
+    size = [(n + 2 * pad + (k + 1) % 2 - k) // stride + 1 for n in x.shape[2:]]
+    out = x.new_empty(*x.shape[:2], *size)
+    for i in range(size[0]):
+        for j in range(size[1]):
+            rows = slice(max(i * stride - pad, 0), i * stride - pad + k)
+            cols = slice(max(j * stride - pad, 0), j * stride - pad + k)
+            window = x[:, :, rows, cols].flatten(2)
+            out[:, :, i, j] = window.amax(2) if kind == "max" else window.mean(2)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pools_take_the_real_pixels_of_each_window(kind: str, k: int, stride: int) -> None:
+    x = torch.randn(2, 3, 7, 8)
+    expected = pool_by_windows(x, kind, k, stride)
+    pool = Pool(kind, k, 3, stride)
+    assert torch.allclose(pool(x.requires_grad_()), expected, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(pool(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_factorized_reduce_is_two_strided_convolutions_one_shifted(size: int) -> None:
+    reduce = FactorizedReduce(3, 4)
+    x = torch.randn(2, 3, size, size)
+    relu = x.relu()
+    shifted = F.pad(relu[:, :, 1:, 1:], (0, 1, 0, 1))
+    expected = reduce.bn(torch.cat([F.conv2d(relu, reduce.conv_1.weight, stride=2),
+                                    F.conv2d(shifted, reduce.conv_2.weight, stride=2)], dim=1))
+    assert torch.allclose(reduce(x), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("k", [3, 5])

@@ -96,6 +96,24 @@ def test_score_of_a_trained_architecture_beats_chance_and_changes_nothing() -> N
     assert scores == [model.score([a], batches)[0] for a in archs]  # batched equals one by one
 
 
+def test_branches_on_the_stem_are_computed_once_per_batch_and_change_no_score() -> None:
+    model = CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, auxiliary=False)
+    archs = [tuple(a) for a in SPACE.sample(12, torch.Generator().manual_seed(2)).tolist()]
+    batches = list(Synthetic().val_dataloader())
+    calls = []
+    for inp, per_op in enumerate(model.net.cells[0].ops[0]):  # node 0 of cell 0 reads only stem outputs
+        for name, op in zip(SPACE.ops, per_op):
+            if name != "identity":  # nothing to compute
+                op.register_forward_hook(lambda *_, key=(inp, name): calls.append(key))
+    scores = model.score(archs, batches)
+    assert len(calls) == len(set(calls)) * len(batches)  # every (input, op) once per batch
+    branches = [branch for arch in archs for branch in model.net.decode(arch)[0][0][0] if branch[1] != "identity"]
+    assert set(calls) == set(branches) and len(set(branches)) < len(branches)  # the draws share some
+    uncached = CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, auxiliary=False, score_cache_mb=0)
+    uncached.load_state_dict(model.state_dict())
+    assert uncached.score(archs, batches) == scores
+
+
 def test_every_rank_draws_the_same_architectures() -> None:
     a, b = (CNNSupernet(SPACE, num_classes=10, layers=1, channels=2, seed=7) for _ in range(2))
     assert [a.next_train_arch() for _ in range(5)] == [b.next_train_arch() for _ in range(5)]

@@ -24,6 +24,47 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn(F.conv2d(x, weight))`` for a 1x1 convolution ``weight`` of shape (out, in, 1, 1).
+
+    Where ``bn`` normalises with batch statistics and keeps no running ones (the supernet) and no
+    gradient is needed (scoring), the normalisation is folded into the convolution: the output's
+    channel means and variances follow from the input's channel mean and covariance over the pixels
+    (a matrix product that only reads ``x``), so the output is written once, already normalised,
+    instead of being written, read twice by the batch norm and written again.
+    """
+    if torch.is_grad_enabled() or bn.running_mean is not None or not bn.training and bn.track_running_stats:
+        return bn(F.conv2d(x, weight))
+    c_out, c_in = weight.shape[:2]
+    pixels = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # a view when x is channels-last
+    mean = _column_sums(pixels) / pixels.shape[0]
+    covariance = pixels.T @ pixels / pixels.shape[0] - torch.outer(mean, mean)
+    w = weight.reshape(c_out, c_in)
+    out_variance = ((w @ covariance) * w).sum(dim=1).clamp_min_(0.0)
+    scale = torch.rsqrt(out_variance + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -scale * (w @ mean)
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return F.conv2d(x, (w * scale[:, None]).view_as(weight), shift)
+
+
+def _column_sums(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix.sum(dim=0)`` for a tall, narrow contiguous matrix, summed as rows of up to 32 of its
+    rows side by side: a wide reduction runs several times faster than a narrow one on the CPU."""
+    rows, cols = matrix.shape
+    side_by_side = math.gcd(rows, 32)
+    return matrix.reshape(-1, side_by_side * cols).sum(dim=0).view(side_by_side, cols).sum(dim=0)
+
+
+def conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn(conv(x))``, through ``conv1x1_batch_norm`` where ``conv`` is a plain 1x1 convolution."""
+    plain_1x1 = (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+                 and conv.bias is None and conv.padding in ((0, 0), "valid"))
+    return conv1x1_batch_norm(x, conv.weight, bn) if plain_1x1 else bn(conv(x))
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU, convolution (no bias), BatchNorm."""
 
@@ -34,6 +75,10 @@ class ReLUConvBN(nn.Sequential):
             nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        relu, conv, bn = self
+        return conv_batch_norm(relu(x), conv, bn)
 
 
 class SepConv(nn.Sequential):
@@ -52,6 +97,11 @@ class SepConv(nn.Sequential):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        relu_a, depthwise_a, pointwise_a, bn_a, relu_b, depthwise_b, pointwise_b, bn_b = self
+        h = conv_batch_norm(depthwise_a(relu_a(x)), pointwise_a, bn_a)
+        return conv_batch_norm(depthwise_b(relu_b(h)), pointwise_b, bn_b)
+
 
 class FactorizedConv(nn.Sequential):
     """ReLU-conv(1 x k)-BN-ReLU-conv(k x 1)-BN: a k x k receptive field at 2k weights per channel pair."""
@@ -65,29 +115,35 @@ class FactorizedConv(nn.Sequential):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve height and width without losing pixels: two strided 1x1 convs, one shifted by a pixel."""
+    """Halve height and width without losing pixels: two 1x1 convs, one on the even pixels (even rows,
+    even columns), one on the pixels a row and a column on (zero where an odd size leaves none).
+
+    The ReLU and the convolutions run on the sampled pixels only, a quarter of the input each.
+    """
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True):
         super().__init__()
         if c_out % 2:
             raise ValueError(f"FactorizedReduce: c_out must be even, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))  # odd rows and columns (zero-padded at the end)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        even = self.relu(x[:, :, ::2, ::2])
+        shifted = self.relu(x[:, :, 1::2, 1::2])
+        shifted = F.pad(shifted, (0, even.shape[3] - shifted.shape[3], 0, even.shape[2] - shifted.shape[2]))
+        return self.bn(torch.cat([self.conv_1(even), self.conv_2(shifted)], dim=1))
 
 
 class Pool(nn.Module):
     """A k x k max or average pool over the real pixels of each window (padding never counts).
 
     PyTorch's CPU pooling kernels are several times slower than a depthwise convolution, so the
-    average is a depthwise convolution with a ones kernel divided by each window's pixel count, and
-    the max, when no gradient is needed (scoring, inference), a running maximum over shifted views.
+    average is a depthwise convolution with a 1/k^2 kernel, rescaled on the border rows and columns
+    whose windows hold fewer real pixels, and the max, when no gradient is needed (scoring,
+    inference), a running maximum over shifted views, rows then columns, that never pads.
     """
 
     def __init__(self, kind: str, kernel_size: int, c: int, stride: int):
@@ -97,32 +153,59 @@ class Pool(nn.Module):
         self.kind, self.k, self.stride = kind, kernel_size, stride
         self.conv_pad = kernel_size // 2 if kernel_size % 2 else 0  # even kernels pad by hand, see _pad
         if kind == "avg":
-            self.register_buffer("ones", torch.ones(c, 1, kernel_size, kernel_size), persistent=False)
+            self.register_buffer("mean_kernel", torch.full((c, 1, kernel_size, kernel_size), kernel_size ** -2),
+                                 persistent=False)
 
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
         return x if self.k % 2 else F.pad(x, (0, 1, 0, 1), value=value)  # even: one at the bottom right
 
+    def _windows(self, size: int) -> list[tuple[int, int]]:
+        """The (first, last) input index of the real pixels in each output position's window along
+        one dimension of ``size`` pixels."""
+        out = (size + 2 * self.conv_pad + (self.k + 1) % 2 - self.k) // self.stride + 1
+        starts = [i * self.stride - self.conv_pad for i in range(out)]
+        return [(max(a, 0), min(a + self.k, size) - 1) for a in starts]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "avg":
-            sums = F.conv2d(self._pad(x, 0.0), self.ones, stride=self.stride, padding=self.conv_pad,
-                            groups=x.shape[1])
-            real = self._pad(x.new_ones(1, 1, *x.shape[2:]), 0.0)
-            return sums / F.conv2d(real, self.ones[:1], stride=self.stride, padding=self.conv_pad)
+            return self._average(x)
         if torch.is_grad_enabled() and x.requires_grad:
             return F.max_pool2d(self._pad(x, -math.inf), self.k, self.stride, padding=self.conv_pad)
-        p = self.conv_pad
-        return self._shifted_max(F.pad(self._pad(x, -math.inf), (p, p, p, p), value=-math.inf))
+        return self._running_max(self._running_max(x, dim=2), dim=3)
 
-    def _shifted_max(self, padded: torch.Tensor) -> torch.Tensor:
-        k, s = self.k, self.stride
-        out_h, out_w = (padded.shape[2] - k) // s + 1, (padded.shape[3] - k) // s + 1
-        rows = padded[:, :, 0 : s * (out_h - 1) + 1 : s]
-        for i in range(1, k):
-            rows = torch.maximum(rows, padded[:, :, i : i + s * (out_h - 1) + 1 : s])
-        out = rows[:, :, :, 0 : s * (out_w - 1) + 1 : s]
-        for j in range(1, k):
-            out = torch.maximum(out, rows[:, :, :, j : j + s * (out_w - 1) + 1 : s])
-        return out
+    def _average(self, x: torch.Tensor) -> torch.Tensor:
+        means = F.conv2d(self._pad(x, 0.0), self.mean_kernel, stride=self.stride, padding=self.conv_pad,
+                         groups=x.shape[1])
+        for dim in (2, 3):
+            for i, (first, last) in enumerate(self._windows(x.shape[dim])):
+                if last - first + 1 < self.k:
+                    means.narrow(dim, i, 1).mul_(self.k / (last - first + 1))
+        return means
+
+    def _running_max(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """The max over each window along ``dim``: offset 0 of every window is a real pixel, so
+        start there and fold in each other offset where it falls inside."""
+        windows = self._windows(x.shape[dim])
+        s, n = self.stride, len(windows)
+        centre = x.narrow(dim, 0, s * (n - 1) + 1)[(slice(None),) * dim + (slice(None, None, s),)]
+        out = None
+        for offset in range(-self.conv_pad, self.k - self.conv_pad):
+            if offset == 0:
+                continue
+            inside = [i for i, (first, last) in enumerate(windows) if first <= i * s + offset <= last]
+            if not inside:
+                continue
+            lo, hi = inside[0], inside[-1]
+            shifted = x.narrow(dim, lo * s + offset, s * (hi - lo) + 1)[(slice(None),) * dim + (slice(None, None, s),)]
+            if out is None:
+                out = torch.empty_like(centre)
+                torch.maximum(centre.narrow(dim, lo, hi - lo + 1), shifted, out=out.narrow(dim, lo, hi - lo + 1))
+                out.narrow(dim, 0, lo).copy_(centre.narrow(dim, 0, lo))
+                out.narrow(dim, hi + 1, n - hi - 1).copy_(centre.narrow(dim, hi + 1, n - hi - 1))
+            else:
+                target = out.narrow(dim, lo, hi - lo + 1)
+                torch.maximum(target, shifted, out=target)
+        return centre.clone() if out is None else out
 
 
 def _pool(kind: str, k: int) -> Callable[[int, int, bool], nn.Module]:

@@ -12,7 +12,9 @@ the fixed network's 1x1 preprocessing of the next cell's inputs, so a cell input
 where its shape differs from the cell's (ENAS's "calibrate"): FactorizedReduce after a reduction, a 1x1
 ReLU-conv-BN where the channels differ (the stem's output, the inputs of a reduction cell).
 The stem and the preprocessing of its output do not depend on the architecture (``stem_states``):
-``score`` computes them once per validation batch.
+``score`` computes them once per validation batch. Neither do the branches on them (cell 0's two
+inputs, cell 1's first): ``score`` keeps their outputs in a ``BranchCache`` while it scores the
+architectures on that batch, so each is computed once, not once per architecture using it.
 
 BatchNorm always normalises with the batch's statistics (``track_running_stats=False``), in training
 and in scoring alike: running statistics of shared weights average over many architectures and
@@ -23,17 +25,38 @@ in eval mode (no drop-path, no auxiliary head) and changes no state.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from naolit.models.cnn import AuxHead, Nodes, reduction_indices
-from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, drop_path
+from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, conv1x1_batch_norm, drop_path
 from naolit.spaces import Arch
 from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
+
+
+class BranchCache:
+    """Branch outputs kept across the architectures scored on one batch, up to ``max_bytes`` in all
+    (later ones are computed every time). Only for branches whose input no architecture changes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.outputs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The output stored under ``key``, computed (and stored, while it fits) the first time."""
+        out = self.outputs.get(key)
+        if out is None:
+            out = compute()
+            size = out.numel() * out.element_size()
+            if self.bytes + size <= self.max_bytes:
+                self.outputs[key] = out
+                self.bytes += size
+        return out
 
 
 class SharedCell(nn.Module):
@@ -60,17 +83,24 @@ class SharedCell(nn.Module):
         self.combine_bn = nn.BatchNorm2d(c)
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor, nodes: Nodes, concat: Sequence[int],
-                drop_prob: float = 0.0) -> torch.Tensor:
-        """The cell output for the preprocessed inputs ``x0``, ``x1`` and the cell's ``nodes``."""
+                drop_prob: float = 0.0, cache: BranchCache | None = None,
+                fixed_inputs: Sequence[int] = ()) -> torch.Tensor:
+        """The cell output for the preprocessed inputs ``x0``, ``x1`` and the cell's ``nodes``.
+        Branches on the ``fixed_inputs`` (0: ``x0``, 1: ``x1``) go through ``cache``, if given."""
         states = [x0, x1]
+
+        def branch(node: int, inp: int, op_name: str) -> torch.Tensor:
+            op = self.ops[node][inp][self.op_index[op_name]]
+            if cache is None or inp not in fixed_inputs or isinstance(op, nn.Identity):
+                return self._branch(op, states[inp], drop_prob)
+            return cache.get((self, node, inp, op_name), lambda: self._branch(op, states[inp], drop_prob))
+
         for node, ((in_a, op_a), (in_b, op_b)) in enumerate(nodes):
-            ops = self.ops[node]
-            states.append(self._branch(ops[in_a][self.op_index[op_a]], states[in_a], drop_prob)
-                          + self._branch(ops[in_b][self.op_index[op_b]], states[in_b], drop_prob))
+            states.append(branch(node, in_a, op_a) + branch(node, in_b, op_b))
         c = self.combine_weight.shape[0]
         weight = self.combine_weight[:, [i - 2 for i in concat]].reshape(c, -1, 1, 1)
         hidden = torch.cat([states[i] for i in concat], dim=1).relu_()  # a fresh tensor: ReLU in place
-        return self.combine_bn(F.conv2d(hidden, weight))
+        return conv1x1_batch_norm(hidden, weight, self.combine_bn)
 
     def _branch(self, op: nn.Module, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
         h = op(x)
@@ -118,9 +148,10 @@ class SharedNetwork(nn.Module):
         stem = self.stem(x.contiguous(memory_format=self.memory_format))
         return self.cells[0].preprocess0(stem), self.cells[0].preprocess1(stem), self.cells[1].preprocess0(stem)
 
-    def forward_cells(self, stem_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor], arch: Arch
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``forward`` from ``stem_states(x)`` on."""
+    def forward_cells(self, stem_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor], arch: Arch,
+                      cache: BranchCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward`` from ``stem_states(x)`` on; ``cache`` keeps the outputs of the branches on the
+        stem states (cell 0's inputs, cell 1's first) for other architectures on the same images."""
         cells = self.decode(arch)
         aux_logits = None
         outputs: list[torch.Tensor] = []
@@ -128,7 +159,8 @@ class SharedNetwork(nn.Module):
             x0 = stem_states[0] if i == 0 else stem_states[2] if i == 1 else cell.preprocess0(outputs[i - 2])
             x1 = stem_states[1] if i == 0 else cell.preprocess1(outputs[i - 1])
             nodes, concat = cells[reduction]
-            outputs.append(cell(x0, x1, nodes, concat, self.drop_path_prob))
+            fixed_inputs = (0, 1) if i == 0 else (0,) if i == 1 else ()
+            outputs.append(cell(x0, x1, nodes, concat, self.drop_path_prob, cache, fixed_inputs))
             if i == self.aux_index and self.aux_head is not None and self.training:
                 aux_logits = self.aux_head(outputs[-1])
         return self.classifier(outputs[-1].mean(dim=(2, 3))), aux_logits
@@ -149,7 +181,8 @@ class CNNSupernet(Supernet):
     and warm restarts every ``lr_t0`` epochs, the period growing by ``lr_t_mult`` (stepped every
     batch); gradient-norm clipping at ``grad_clip``; drop-path rising linearly over the epochs to
     ``drop_path_prob``; auxiliary loss weight ``aux_weight``.
-    ``score`` is each architecture's accuracy on the first ``score_batches`` validation batches.
+    ``score`` is each architecture's accuracy on the first ``score_batches`` validation batches; it
+    keeps up to ``score_cache_mb`` MiB of branch outputs that several architectures share (``BranchCache``).
 
     Weights of ops the step's architecture does not use get no gradient (``None``), so SGD leaves them,
     their momentum and their weight decay alone. Under DDP (``ddp_find_unused_parameters_true``) this
@@ -163,17 +196,18 @@ class CNNSupernet(Supernet):
                  stem_multiplier: int = 3, auxiliary: bool = True, aux_weight: float = 0.4,
                  drop_path_prob: float = 0.4, lr_max: float = 0.05, lr_min: float = 0.0005,
                  lr_t0: int = 10, lr_t_mult: int = 2, momentum: float = 0.9, weight_decay: float = 1e-4,
-                 grad_clip: float = 5.0, score_batches: int = 1, channels_last: bool = True, seed: int = 0,
-                 arch_sampling: str = "pool"):
+                 grad_clip: float = 5.0, score_batches: int = 1, score_cache_mb: float = 2048.0,
+                 channels_last: bool = True, seed: int = 0, arch_sampling: str = "pool"):
         super().__init__(space, seed=seed, arch_sampling=arch_sampling)
         if not isinstance(space, CNNCellSpace):
             raise TypeError(f"CNNSupernet: space must be a CNNCellSpace, got {type(space).__name__}")
         unknown = [op for op in space.ops if op not in OPS]
         if unknown:
             raise ValueError(f"CNNSupernet: no op named {unknown[0]!r}, expected names from {sorted(OPS)}")
-        if layers < 1 or channels < 2 or channels % 2 or score_batches < 1:
-            raise ValueError(f"CNNSupernet: expected layers >= 1, even channels >= 2, score_batches >= 1, got "
-                             f"layers={layers}, channels={channels}, score_batches={score_batches}")
+        if layers < 1 or channels < 2 or channels % 2 or score_batches < 1 or score_cache_mb < 0:
+            raise ValueError(f"CNNSupernet: expected layers >= 1, even channels >= 2, score_batches >= 1, "
+                             f"score_cache_mb >= 0, got layers={layers}, channels={channels}, "
+                             f"score_batches={score_batches}, score_cache_mb={score_cache_mb}")
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.net = SharedNetwork(space, num_classes, layers, channels, auxiliary, stem_multiplier)
@@ -209,8 +243,9 @@ class CNNSupernet(Supernet):
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
         hp = self.hparams
+        # foreach: one call per step over the used ops' tensors, not a Python loop (CPU's default)
         opt = torch.optim.SGD(self.parameters(), lr=hp.lr_max, momentum=hp.momentum, nesterov=True,
-                              weight_decay=hp.weight_decay)
+                              weight_decay=hp.weight_decay, foreach=True)
         sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=hp.lr_t0, T_mult=hp.lr_t_mult,
                                                                      eta_min=hp.lr_min)
         return [opt], [sched]
@@ -225,19 +260,22 @@ class CNNSupernet(Supernet):
     def score(self, archs: Sequence[Arch], batches: Iterable[Any] | None = None) -> list[float]:
         """Accuracy of each architecture on ``batches`` of (images, labels), by default the first
         ``score_batches`` validation batches. Each batch goes to the device and through the
-        (architecture-independent) stem once, then through the cells of every architecture."""
+        (architecture-independent) stem once, then through the cells of every architecture, sharing
+        the branches on the stem's outputs."""
         batches = self._default_score_batches() if batches is None else list(batches)
         was_training = self.training
         self.eval()
+        correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
+        total = 0
         try:
             with torch.inference_mode():
-                labels = [y.to(self.device) for _, y in batches]
-                starts = [self.net.stem_states(x.to(self.device)) for x, _ in batches]
-                correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
-                for i, arch in enumerate(archs):
-                    for start, y in zip(starts, labels):
-                        correct[i] += (self.net.forward_cells(start, arch)[0].argmax(dim=1) == y).sum()
+                for x, y in batches:
+                    y = y.to(self.device)
+                    start = self.net.stem_states(x.to(self.device))
+                    cache = BranchCache(int(self.hparams.score_cache_mb * 2 ** 20))
+                    for i, arch in enumerate(archs):
+                        correct[i] += (self.net.forward_cells(start, arch, cache)[0].argmax(dim=1) == y).sum()
+                    total += len(y)
         finally:
             self.train(was_training)
-        total = sum(len(y) for y in labels)
         return (correct.double() / total).tolist()
