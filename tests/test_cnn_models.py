@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from naolit.models.cnn import NASNetwork, count_flops, count_parameters
-from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool
+from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool, conv1x1_batch_norm
 from naolit.supernets.cnn import use_batch_statistics
 from naolit.spaces import CNNCellSpace
 from naolit.spaces.cnn import KNOWN_OPS, NAO_OPS, WS_OPS
@@ -44,6 +44,18 @@ def test_scoring_path_of_every_op_matches_its_training_path(name: str, stride: i
     expected = op(x)
     with torch.inference_mode():
         assert torch.allclose(op(x.detach()), expected, atol=1e-4)
+
+
+def test_folded_batch_norm_keeps_float32_statistics_under_autocast() -> None:
+    bn = torch.nn.BatchNorm2d(16)
+    use_batch_statistics(bn)
+    weight = torch.randn(16, 32, 1, 1, generator=torch.Generator().manual_seed(0)) / 5
+    x = (torch.randn(64, 32, 16, 16) + 0.5).contiguous(memory_format=torch.channels_last)
+    expected = bn(F.conv2d(x, weight))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        folded = conv1x1_batch_norm(x, weight, bn)
+    assert folded.dtype == torch.bfloat16
+    assert torch.allclose(folded.float(), expected, atol=0.05)  # bfloat16's rounding, not wrong statistics
 
 
 def pool_by_windows(x: torch.Tensor, kind: str, k: int, stride: int) -> torch.Tensor:

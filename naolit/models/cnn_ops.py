@@ -36,18 +36,19 @@ def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d
     if torch.is_grad_enabled() or bn.running_mean is not None or not bn.training and bn.track_running_stats:
         return bn(F.conv2d(x, weight))
     c_out, c_in = weight.shape[:2]
-    pixels = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # a view when x is channels-last
-    mean = _column_sums(pixels) / pixels.shape[0]
-    covariance = pixels.T @ pixels / pixels.shape[0] - torch.outer(mean, mean)
-    w = weight.reshape(c_out, c_in)
-    out_variance = ((w @ covariance) * w).sum(dim=1).clamp_min_(0.0)
-    scale = torch.rsqrt(out_variance + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -scale * (w @ mean)
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    return F.conv2d(x, (w * scale[:, None]).view_as(weight), shift)
+    with torch.autocast(x.device.type, enabled=False):  # statistics in float32 whatever the precision
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, c_in).float()  # a view when x is float32 channels-last
+        mean = _column_sums(pixels) / pixels.shape[0]
+        covariance = pixels.T @ pixels / pixels.shape[0] - torch.outer(mean, mean)
+        w = weight.reshape(c_out, c_in).float()
+        out_variance = ((w @ covariance) * w).sum(dim=1).clamp_min_(0.0)
+        scale = torch.rsqrt(out_variance + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.float()
+        shift = -scale * (w @ mean)
+        if bn.bias is not None:
+            shift = shift + bn.bias.float()
+    return F.conv2d(x, (w * scale[:, None]).view_as(weight).to(weight.dtype), shift.to(weight.dtype))
 
 
 def _column_sums(matrix: torch.Tensor) -> torch.Tensor:
