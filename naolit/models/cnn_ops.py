@@ -33,7 +33,7 @@ def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d
     (a matrix product that only reads ``x``), so the output is written once, already normalised,
     instead of being written, read twice by the batch norm and written again.
     """
-    if torch.is_grad_enabled() or bn.running_mean is not None or not bn.training and bn.track_running_stats:
+    if torch.is_grad_enabled() or bn.track_running_stats:
         return bn(F.conv2d(x, weight))
     c_out, c_in = weight.shape[:2]
     with torch.autocast(x.device.type, enabled=False):  # statistics in float32 whatever the precision
@@ -52,8 +52,8 @@ def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d
 
 
 def _column_sums(matrix: torch.Tensor) -> torch.Tensor:
-    """``matrix.sum(dim=0)`` for a tall, narrow contiguous matrix, summed as rows of up to 32 of its
-    rows side by side: a wide reduction runs several times faster than a narrow one on the CPU."""
+    """``matrix.sum(dim=0)`` of a tall, narrow matrix, read as a matrix up to 32 times wider: a
+    reduction over wide rows runs several times faster than over narrow ones on the CPU."""
     rows, cols = matrix.shape
     side_by_side = math.gcd(rows, 32)
     return matrix.reshape(-1, side_by_side * cols).sum(dim=0).view(side_by_side, cols).sum(dim=0)
