@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from naolit.controller.decoder import Decoder
 from naolit.controller.encoder import Encoder, embed
 from naolit.controller.predictor import Predictor
+from naolit.modes import eval_mode
 from naolit.spaces import SearchSpace
 
 
@@ -78,19 +79,13 @@ class NAOController(pl.LightningModule):
     @torch.no_grad()
     def predict_scores(self, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Predicted normalised scores of a token batch (evaluation mode)."""
-        was_training = self.training
-        self.eval()
-        scores = torch.cat([self.predictor(self.encode(chunk.to(self.device))[1]).cpu()
-                            for chunk in tokens.split(batch_size)])
-        self.train(was_training)
-        return scores
+        with eval_mode(self):
+            return torch.cat([self.predictor(self.encode(chunk.to(self.device))[1]).cpu()
+                              for chunk in tokens.split(batch_size)])
 
     @torch.no_grad()
     def reconstruct(self, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """Decode(encode(tokens)): how well the decoder recovers each architecture."""
-        was_training = self.training
-        self.eval()
-        decoded = torch.cat([self.decoder.decode(*self.encode(chunk.to(self.device))).cpu()
-                             for chunk in tokens.split(batch_size)])
-        self.train(was_training)
-        return decoded
+        with eval_mode(self):
+            return torch.cat([self.decoder.decode(*self.encode(chunk.to(self.device))).cpu()
+                              for chunk in tokens.split(batch_size)])

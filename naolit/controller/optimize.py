@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from naolit.controller.encoder import embed
 from naolit.controller.module import NAOController
+from naolit.modes import eval_mode
 from naolit.spaces import Arch
 
 
@@ -32,26 +33,24 @@ def optimize_embeddings(controller: NAOController, seeds: torch.Tensor, etas: to
     a seed then leads to up to steps + 1 different architectures instead of one line of them.
     Returns (len(etas) * directions * n, seq_len) tokens: eta-major, then direction, then seed.
     """
-    was_training = controller.training
-    controller.eval()
-    seeds = seeds.to(controller.device)
-    with torch.no_grad():
-        step_outputs = controller.encoder(seeds)
-    with torch.enable_grad():
-        step_outputs.requires_grad_(True)
-        predicted = controller.predictor(embed(step_outputs))
-        (gradient,) = torch.autograd.grad(predicted.sum(), step_outputs)
-    with torch.no_grad():
-        directions = gradient[None]  # (directions, n, steps, hidden)
-        if per_step:
-            one_step = torch.eye(gradient.shape[1], dtype=gradient.dtype, device=gradient.device)
-            directions = torch.cat([directions, gradient[None] * one_step[:, None, :, None]])
-        etas = etas.to(step_outputs)
-        moved = step_outputs[None, None] + etas[:, None, None, None, None] * directions[None]
-        moved = F.normalize(moved.flatten(0, 2), dim=-1)
-        decoded = controller.decoder.decode(moved, embed(moved)).cpu()
-    controller.train(was_training)
-    return decoded
+    with eval_mode(controller):
+        seeds = seeds.to(controller.device)
+        with torch.no_grad():
+            step_outputs = controller.encoder(seeds)
+        with torch.enable_grad():
+            step_outputs.requires_grad_(True)
+            predicted = controller.predictor(embed(step_outputs))
+            (gradient,) = torch.autograd.grad(predicted.sum(), step_outputs)
+        with torch.no_grad():
+            directions = gradient[None]  # (directions, n, steps, hidden)
+            if per_step:
+                one_step = torch.eye(gradient.shape[1], dtype=gradient.dtype, device=gradient.device)
+                directions = torch.cat([directions, gradient[None] * one_step[:, None, :, None]])
+            etas = etas.to(step_outputs)
+            moved = step_outputs[None, None] + etas[:, None, None, None, None] * directions[None]
+            moved = F.normalize(moved.flatten(0, 2), dim=-1)
+            decoded = controller.decoder.decode(moved, embed(moved)).cpu()
+        return decoded
 
 
 def generate_new(

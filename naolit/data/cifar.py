@@ -35,6 +35,12 @@ CROP_PADDING = 4
 GENERATED_CHECKSUMS = "generated_md5.json"  # {file name: md5}, written by naolit.data.fake_cifar
 
 
+def check_dataset(dataset: str, owner: str) -> None:
+    """Raise ValueError, naming ``owner``, unless ``dataset`` is one of ``DATASETS``."""
+    if dataset not in DATASETS:
+        raise ValueError(f"{owner}: dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+
+
 def expected_files(cls: type[CIFAR10]) -> dict[str, str]:
     """File name -> md5 of every file torchvision's `cls` reads (the batches and the meta file)."""
     return {**dict(cls.train_list + cls.test_list), cls.meta["filename"]: cls.meta["md5"]}
@@ -42,8 +48,7 @@ def expected_files(cls: type[CIFAR10]) -> dict[str, str]:
 
 def dataset_class(dataset: str, data_dir: str | Path) -> type[CIFAR10]:
     """torchvision's class for `dataset`, or, for a generated folder, that class checking the folder's own md5 sums."""
-    if dataset not in DATASETS:
-        raise ValueError(f"CIFAR data: dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    check_dataset(dataset, "CIFAR data")
     cls = DATASETS[dataset]
     checksums_path = Path(data_dir) / cls.base_folder / GENERATED_CHECKSUMS
     if not checksums_path.is_file():
@@ -112,8 +117,7 @@ class CIFARDataModule(pl.LightningDataModule):
     def __init__(self, dataset: str, data_dir: str | Path, batch_size: int = 160, eval_batch_size: int = 500,
                  valid_size: int = 5000, cutout: int = 0, num_workers: int = 0, seed: int = 0):
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"CIFAR data: dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+        check_dataset(dataset, "CIFAR data")
         for name, value in [("batch_size", batch_size), ("eval_batch_size", eval_batch_size)]:
             if value < 1:
                 raise ValueError(f"CIFAR data: {name} must be >= 1, got {value}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets.utils import calculate_md5
 
-from naolit.data.cifar import DATASETS, GENERATED_CHECKSUMS, IMAGE_SIZE, NUM_CLASSES, expected_files
+from naolit.data.cifar import DATASETS, GENERATED_CHECKSUMS, IMAGE_SIZE, NUM_CLASSES, check_dataset, expected_files
 
 NOISE_STD = 20.0      # per pixel, on the 0..255 scale
 STRIPE_AMPLITUDE = 40.0
@@ -46,8 +46,7 @@ def write_fake_cifar(data_dir: str | Path, dataset: str = "cifar10", train_size:
     CIFAR-10: data_batch_1..5 (the training images in 5 near-equal parts), test_batch, batches.meta.
     CIFAR-100: train, test, meta. Keys as in the official files.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"fake CIFAR: dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    check_dataset(dataset, "fake CIFAR")
     cls, num_classes = DATASETS[dataset], NUM_CLASSES[dataset]
     if train_size < len(cls.train_list) or test_size < 1:
         raise ValueError(f"fake CIFAR: need >= {len(cls.train_list)} training and >= 1 test images, "

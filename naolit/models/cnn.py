@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, drop_path
+from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch
+from naolit.modes import eval_mode
 from naolit.spaces.cnn import CNNCellSpace
 
 Nodes = list[list[tuple[int, str]]]  # per node, two (input, op name) branches; inputs 0, 1 = cell inputs
@@ -47,12 +48,9 @@ class Cell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for (in_a, in_b), (op_a, op_b) in zip(self.inputs, self.ops):
-            states.append(self._branch(op_a, states[in_a], drop_prob) + self._branch(op_b, states[in_b], drop_prob))
+            states.append(run_branch(op_a, states[in_a], drop_prob, self.training)
+                          + run_branch(op_b, states[in_b], drop_prob, self.training))
         return torch.cat([states[i] for i in self.concat], dim=1)
-
-    def _branch(self, op: nn.Module, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-        h = op(x)
-        return drop_path(h, drop_prob) if self.training and not isinstance(op, nn.Identity) else h
 
 
 class AuxHead(nn.Module):
@@ -103,7 +101,7 @@ class NASNetwork(nn.Module):
         for i in range(3 * layers + 2):
             reduction = i in reductions
             c = 2 * c if reduction else c
-            nodes = space._cell_nodes(arch, int(reduction))
+            nodes = space.cell_nodes(arch, int(reduction))
             concat = space.concat(nodes)
             self.cells.append(Cell(nodes, concat, c_pp, c_p, c, reduction, reduction_prev=i - 1 in reductions))
             c_pp, c_p = c_p, len(concat) * c
@@ -136,12 +134,7 @@ def count_flops(net: nn.Module, input_size: Sequence[int] = (3, 32, 32)) -> int:
     FLOPs per multiply-add (papers' "multiply-adds" are half this number); BN, ReLU and max pools are
     free, average pools count as the depthwise convolutions that compute them (a few percent).
     """
-    was_training = net.training
-    net.eval()
     device = next(net.parameters()).device
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net(torch.zeros(1, *input_size, device=device))
-    finally:
-        net.train(was_training)
+    with eval_mode(net), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, *input_size, device=device))
     return counter.get_total_flops()

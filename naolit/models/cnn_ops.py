@@ -237,3 +237,9 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
     return x * (mask / keep)  # scale the small mask, not the big tensor
+
+
+def run_branch(op: nn.Module, x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """``op(x)``, with drop-path while ``training`` on every op but the parameter-free identity."""
+    h = op(x)
+    return drop_path(h, drop_prob) if training and not isinstance(op, nn.Identity) else h

@@ -101,7 +101,8 @@ class CNNCellSpace(SearchSpace):
         return torch.where(swap[..., None, None], branches.flip(2), branches).reshape(batch.shape)
 
     # ---- human form -----------------------------------------------------------------------------
-    def _cell_nodes(self, arch: Arch, cell: int) -> list[list[tuple[int, str]]]:
+    def cell_nodes(self, arch: Arch, cell: int) -> list[list[tuple[int, str]]]:
+        """Cell ``cell`` (0 normal, 1 reduction) of ``arch`` as per node [(input, op name), (input, op name)]."""
         start = cell * 4 * self.num_nodes
         tokens = arch[start : start + 4 * self.num_nodes]
         return [
@@ -118,7 +119,7 @@ class CNNCellSpace(SearchSpace):
         arch = self.validate(arch)
         genotype: dict[str, Any] = {"space": self.name, "num_nodes": self.num_nodes}
         for cell, cell_name in enumerate(CELLS):
-            nodes = self._cell_nodes(arch, cell)
+            nodes = self.cell_nodes(arch, cell)
             genotype[cell_name] = [[[inp, op] for inp, op in branches] for branches in nodes]
             genotype[f"{cell_name}_concat"] = self.concat(nodes)
         return genotype
@@ -166,7 +167,7 @@ class CNNCellSpace(SearchSpace):
         arch = self.validate(arch)
         cells = []
         for cell, cell_name in enumerate(CELLS):
-            nodes = self._cell_nodes(arch, cell)
+            nodes = self.cell_nodes(arch, cell)
             names = ["$c_{k-2}$", "$c_{k-1}$"] + [f"node {n}" for n in range(self.num_nodes)]
             cells.append(CellGraph(
                 title=f"{cell_name} cell",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch
 
+from naolit.modes import eval_mode
 from naolit.spaces import Arch, SearchSpace
 
 
@@ -49,6 +52,22 @@ class Supernet(pl.LightningModule, ABC):
     @abstractmethod
     def score(self, archs: Sequence[Arch], batches: Iterable[Any] | None = None) -> list[float]:
         """Each architecture's validation metric on ``batches`` (default: the datamodule's scoring batches)."""
+
+    def validation_batches(self, count: int) -> list[Any]:
+        """The first ``count`` batches of the trainer's datamodule's validation loader (what ``score``
+        scores on when given no batches)."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if datamodule is None:
+            raise RuntimeError(f"{type(self).__name__}.score: no batches given and no trainer datamodule to take "
+                               "validation batches from; pass batches=, or fit with a datamodule first")
+        return list(itertools.islice(datamodule.val_dataloader(), count))
+
+    @contextmanager
+    def scoring(self) -> Iterator[None]:
+        """Eval mode (no dropout, no drop-path) and ``torch.inference_mode`` inside the block; the
+        train/eval mode is restored after."""
+        with eval_mode(self), torch.inference_mode():
+            yield
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["supernet_sampling"] = {"generator": self.arch_generator.get_state(), "train_archs": self.train_archs}

@@ -24,7 +24,7 @@ in eval mode (no drop-path, no auxiliary head) and changes no state.
 
 from __future__ import annotations
 
-import itertools
+from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from naolit.models.cnn import AuxHead, Nodes, reduction_indices
-from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, conv1x1_batch_norm, drop_path
+from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, conv1x1_batch_norm, run_branch
 from naolit.spaces import Arch
 from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
@@ -91,9 +91,10 @@ class SharedCell(nn.Module):
 
         def branch(node: int, inp: int, op_name: str) -> torch.Tensor:
             op = self.ops[node][inp][self.op_index[op_name]]
+            compute = partial(run_branch, op, states[inp], drop_prob, self.training)
             if cache is None or inp not in fixed_inputs or isinstance(op, nn.Identity):
-                return self._branch(op, states[inp], drop_prob)
-            return cache.get((self, node, inp, op_name), lambda: self._branch(op, states[inp], drop_prob))
+                return compute()
+            return cache.get((self, node, inp, op_name), compute)
 
         for node, ((in_a, op_a), (in_b, op_b)) in enumerate(nodes):
             states.append(branch(node, in_a, op_a) + branch(node, in_b, op_b))
@@ -101,10 +102,6 @@ class SharedCell(nn.Module):
         weight = self.combine_weight[:, [i - 2 for i in concat]].reshape(c, -1, 1, 1)
         hidden = torch.cat([states[i] for i in concat], dim=1).relu_()  # a fresh tensor: ReLU in place
         return conv1x1_batch_norm(hidden, weight, self.combine_bn)
-
-    def _branch(self, op: nn.Module, x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-        h = op(x)
-        return drop_path(h, drop_prob) if self.training and not isinstance(op, nn.Identity) else h
 
 
 class SharedNetwork(nn.Module):
@@ -135,7 +132,7 @@ class SharedNetwork(nn.Module):
 
     def decode(self, arch: Arch) -> list[tuple[Nodes, list[int]]]:
         """(nodes, concat) of the normal and the reduction cell of ``arch``."""
-        cells = [self.space._cell_nodes(arch, cell) for cell in (0, 1)]
+        cells = [self.space.cell_nodes(arch, cell) for cell in (0, 1)]
         return [(nodes, self.space.concat(nodes)) for nodes in cells]
 
     def forward(self, x: torch.Tensor, arch: Arch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -250,32 +247,20 @@ class CNNSupernet(Supernet):
                                                                      eta_min=hp.lr_min)
         return [opt], [sched]
 
-    def _default_score_batches(self) -> list[Any]:
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
-        if datamodule is None:
-            raise RuntimeError("CNNSupernet.score: no batches given and no trainer datamodule to take "
-                               "validation batches from; pass batches=, or fit with a datamodule first")
-        return list(itertools.islice(datamodule.val_dataloader(), self.hparams.score_batches))
-
     def score(self, archs: Sequence[Arch], batches: Iterable[Any] | None = None) -> list[float]:
         """Accuracy of each architecture on ``batches`` of (images, labels), by default the first
         ``score_batches`` validation batches. Each batch goes to the device and through the
         (architecture-independent) stem once, then through the cells of every architecture, sharing
         the branches on the stem's outputs."""
-        batches = self._default_score_batches() if batches is None else list(batches)
-        was_training = self.training
-        self.eval()
+        batches = self.validation_batches(self.hparams.score_batches) if batches is None else list(batches)
         correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
         total = 0
-        try:
-            with torch.inference_mode():
-                for x, y in batches:
-                    y = y.to(self.device)
-                    start = self.net.stem_states(x.to(self.device))
-                    cache = BranchCache(int(self.hparams.score_cache_mb * 2 ** 20))
-                    for i, arch in enumerate(archs):
-                        correct[i] += (self.net.forward_cells(start, arch, cache)[0].argmax(dim=1) == y).sum()
-                    total += len(y)
-        finally:
-            self.train(was_training)
+        with self.scoring():
+            for x, y in batches:
+                y = y.to(self.device)
+                start = self.net.stem_states(x.to(self.device))
+                cache = BranchCache(int(self.hparams.score_cache_mb * 2 ** 20))
+                for i, arch in enumerate(archs):
+                    correct[i] += (self.net.forward_cells(start, arch, cache)[0].argmax(dim=1) == y).sum()
+                total += len(y)
         return (correct.double() / total).tolist()

@@ -6,7 +6,6 @@ dropouts) and the cell math are the shared ``naolit.models.rnn_cell``.
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -103,19 +102,14 @@ class RNNSupernet(Supernet):
         along the batch dimension; the train/eval mode is restored afterwards.
         """
         if batches is None:
-            batches = islice(self.trainer.datamodule.val_dataloader(), self.hparams.score_windows)
+            batches = self.validation_batches(self.hparams.score_windows)
         windows = [(inputs.to(self.device), targets.to(self.device)) for inputs, targets in batches]
         if not windows:
             raise ValueError("RNNSupernet.score: no validation windows to score on")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                size = self.hparams.score_chunk
-                return [ppl for start in range(0, len(archs), size)
-                        for ppl in self._score_together(archs[start : start + size], windows)]
-        finally:
-            self.train(was_training)
+        size = self.hparams.score_chunk
+        with self.scoring():
+            return [ppl for start in range(0, len(archs), size)
+                    for ppl in self._score_together(archs[start : start + size], windows)]
 
     def _score_together(self, archs: Sequence[Arch], windows: list[tuple[Tensor, Tensor]]) -> list[float]:
         per_node = list(zip(*(self.choices(arch) for arch in archs)))  # [node - 1][cell] -> (pred, act)
