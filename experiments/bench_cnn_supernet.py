@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
 from common import ROOT, load_config, report
+from naolit.process import configure_process
 
 TINY = ["space=cnn", "model=cnn_supernet", "model.layers=1", "model.channels=8", "model.arch_sampling=uniform"]
 
@@ -55,8 +56,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    cfg = load_config([*TINY, *args.overrides])
+    cfg = load_config([*TINY, f"threads={args.threads}", *args.overrides])
+    configure_process(cfg)  # as train.py does: threads, allocator
     pl.seed_everything(0, verbose=False)
     space = instantiate(cfg.space)
     model = instantiate(cfg.model, num_classes=10)
@@ -80,7 +81,8 @@ def main() -> None:
     result = {
         "setting": {"layers": cfg.model.layers, "channels": cfg.model.channels, "nodes": space.num_nodes,
                     "batch": 32, "score_images": 256, "auxiliary": cfg.model.auxiliary,
-                    "channels_last": cfg.model.channels_last, "threads": torch.get_num_threads()},
+                    "channels_last": cfg.model.channels_last, "threads": torch.get_num_threads(),
+                    "keep_freed_memory": cfg.keep_freed_memory},
         "seconds_per_train_step": round(step_wall, 4),
         "cpu_seconds_per_train_step": round(step_cpu, 4),
         "seconds_per_arch_scored_256": round(statistics.median(walls), 4),

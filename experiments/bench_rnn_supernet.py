@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from common import DEFAULT_DATA_DIR, ROOT, load_config, report
+from naolit.process import configure_process
 
 
 class StepTimer(pl.Callback):
@@ -76,12 +77,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_rnn_supernet.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     cfg = load_config(["space=rnn", "data=ptb", "model=rnn_supernet", f"paths.data_dir={args.data_dir}",
                        "data.batch_size=64", "data.eval_batch_size=64", "data.variable_bptt=false",
-                       "model.hidden_size=64", "model.arch_sampling=uniform", *args.overrides])
+                       "model.hidden_size=64", "model.arch_sampling=uniform", f"threads={args.threads or 'null'}",
+                       *args.overrides])
+    configure_process(cfg)  # as train.py does: threads, allocator
     pl.seed_everything(0, verbose=False)
     data = instantiate(cfg.data)
     data.prepare_data()

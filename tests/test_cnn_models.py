@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from naolit.models.cnn import NASNetwork, count_flops, count_parameters
-from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool, conv1x1_batch_norm
+from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool, conv1x1_batch_norm, sum_conv1x1_batch_norm
 from naolit.supernets.cnn import use_batch_statistics
 from naolit.spaces import CNNCellSpace
 from naolit.spaces.cnn import KNOWN_OPS, NAO_OPS, WS_OPS
@@ -46,14 +48,40 @@ def test_scoring_path_of_every_op_matches_its_training_path(name: str, stride: i
         assert torch.allclose(op(x.detach()), expected, atol=1e-4)
 
 
-def test_folded_batch_norm_keeps_float32_statistics_under_autocast() -> None:
+def convolve_then_normalise(xs: list[torch.Tensor], weights: list[torch.Tensor], bn: torch.nn.BatchNorm2d,
+                            fold: Callable) -> torch.Tensor:
+    """``fold``'s scoring path, for one input (``conv1x1_batch_norm``) or several."""
+    return fold(xs[0], weights[0], bn) if fold is conv1x1_batch_norm else fold(xs, weights, bn)
+
+
+@pytest.mark.parametrize("fold, inputs", [(conv1x1_batch_norm, 1), (sum_conv1x1_batch_norm, 1),
+                                          (sum_conv1x1_batch_norm, 3)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_folded_batch_norm_is_the_batch_norm_of_the_convolution(fold: Callable, inputs: int,
+                                                                channels_last: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    bn = torch.nn.BatchNorm2d(6)
+    use_batch_statistics(bn)
+    torch.nn.init.uniform_(bn.weight, -2.0, 2.0)
+    torch.nn.init.uniform_(bn.bias, -1.0, 1.0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    xs = [(torch.randn(4, 5, 7, 9, generator=g) + 1.0).relu().contiguous(memory_format=fmt) for _ in range(inputs)]
+    weights = [torch.randn(6, 5, 1, 1, generator=g) for _ in range(inputs)]
+    expected = bn(F.conv2d(torch.cat(xs, dim=1), torch.cat(weights, dim=1)))
+    with torch.inference_mode():
+        folded = convolve_then_normalise(xs, weights, bn, fold)
+    assert torch.allclose(folded, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("fold", [conv1x1_batch_norm, sum_conv1x1_batch_norm])
+def test_folded_batch_norm_keeps_float32_statistics_under_autocast(fold: Callable) -> None:
     bn = torch.nn.BatchNorm2d(16)
     use_batch_statistics(bn)
     weight = torch.randn(16, 32, 1, 1, generator=torch.Generator().manual_seed(0)) / 5
     x = (torch.randn(64, 32, 16, 16) + 0.5).contiguous(memory_format=torch.channels_last)
     expected = bn(F.conv2d(x, weight))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        folded = conv1x1_batch_norm(x, weight, bn)
+        folded = convolve_then_normalise([x], [weight], bn, fold)
     assert folded.dtype == torch.bfloat16
     assert torch.allclose(folded.float(), expected, atol=0.05)  # bfloat16's rounding, not wrong statistics
 

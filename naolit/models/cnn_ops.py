@@ -17,7 +17,7 @@ Choices where the references differ:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,25 +30,70 @@ def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d
     Where ``bn`` normalises with batch statistics and keeps no running ones (the supernet) and no
     gradient is needed (scoring), the normalisation is folded into the convolution: the output's
     channel means and variances follow from the input's channel mean and covariance over the pixels
-    (a matrix product that only reads ``x``), so the output is written once, already normalised,
+    (matrix products that only read ``x``), so the output is written once, already normalised,
     instead of being written, read twice by the batch norm and written again.
     """
-    if torch.is_grad_enabled() or bn.track_running_stats:
+    if not _folds(bn):
         return bn(F.conv2d(x, weight))
     c_out, c_in = weight.shape[:2]
     with torch.autocast(x.device.type, enabled=False):  # statistics in float32 whatever the precision
-        pixels = x.permute(0, 2, 3, 1).reshape(-1, c_in).float()  # a view when x is float32 channels-last
+        pixels = _pixels(x).float()
         mean = _column_sums(pixels) / pixels.shape[0]
-        covariance = pixels.T @ pixels / pixels.shape[0] - torch.outer(mean, mean)
+        covariance = _gram(pixels) / pixels.shape[0] - torch.outer(mean, mean)
         w = weight.reshape(c_out, c_in).float()
-        out_variance = ((w @ covariance) * w).sum(dim=1).clamp_min_(0.0)
-        scale = torch.rsqrt(out_variance + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.float()
-        shift = -scale * (w @ mean)
-        if bn.bias is not None:
-            shift = shift + bn.bias.float()
+        scale, shift = _normalising_affine(w @ mean, ((w @ covariance) * w).sum(dim=1), bn)
     return F.conv2d(x, (w * scale[:, None]).view_as(weight).to(weight.dtype), shift.to(weight.dtype))
+
+
+def sum_conv1x1_batch_norm(xs: Sequence[torch.Tensor], weights: Sequence[torch.Tensor],
+                           bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn(sum of F.conv2d(x, w) over xs and weights)``: a 1x1 convolution over the channel
+    concatenation of ``xs`` (the supernet's combine), then batch norm.
+
+    Where the batch norm folds (see ``conv1x1_batch_norm``), nothing is concatenated: each input's
+    product with its weight over the pixels is added into one output (concatenating channels-last
+    tensors costs several times more than the products), which is then normalised in place with
+    its own channel statistics.
+    """
+    if not _folds(bn):
+        return bn(F.conv2d(torch.cat(list(xs), dim=1), torch.cat(list(weights), dim=1)))
+    n, _, height, width = xs[0].shape
+    out = None
+    for x, weight in zip(xs, weights):
+        pixels = _pixels(x)
+        if out is None:
+            out = pixels @ weight.reshape(weight.shape[0], -1).T  # in autocast's precision, if on
+        else:
+            out.addmm_(pixels.to(out.dtype), weight.reshape(weight.shape[0], -1).T.to(out.dtype))
+    with torch.autocast(out.device.type, enabled=False):
+        stats = out.float()
+        mean = _column_sums(stats) / stats.shape[0]
+        scale, shift = _normalising_affine(mean, _gram(stats).diagonal() / stats.shape[0] - mean.square(), bn)
+    out.mul_(scale.to(out.dtype)).add_(shift.to(out.dtype))
+    return out.view(n, height, width, -1).permute(0, 3, 1, 2)
+
+
+def _folds(bn: nn.BatchNorm2d) -> bool:
+    """Whether the batch norm after a 1x1 convolution can be folded into it: it keeps no running
+    statistics and no gradient is needed."""
+    return not (torch.is_grad_enabled() or bn.track_running_stats)
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) as a (N * H * W, C) matrix of pixels: a view when ``x`` is channels-last."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _normalising_affine(mean: torch.Tensor, variance: torch.Tensor,
+                        bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) that make channels of this ``mean`` and ``variance`` ``bn``'s output."""
+    scale = torch.rsqrt(variance.clamp_min(0.0) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.float()
+    shift = -scale * mean
+    if bn.bias is not None:
+        shift = shift + bn.bias.float()
+    return scale, shift
 
 
 def _column_sums(matrix: torch.Tensor) -> torch.Tensor:
@@ -57,6 +102,14 @@ def _column_sums(matrix: torch.Tensor) -> torch.Tensor:
     rows, cols = matrix.shape
     side_by_side = math.gcd(rows, 32)
     return matrix.reshape(-1, side_by_side * cols).sum(dim=0).view(side_by_side, cols).sum(dim=0)
+
+
+def _gram(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix.T @ matrix`` of a tall, narrow matrix, as the sum over up to 16 blocks of rows: one
+    product with a long inner dimension keeps one CPU thread busy, a batch of them all."""
+    rows, cols = matrix.shape
+    blocks = matrix.reshape(math.gcd(rows, 16), -1, cols)
+    return torch.bmm(blocks.transpose(1, 2), blocks).sum(dim=0)
 
 
 def conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -92,7 +145,7 @@ class SepConv(nn.Sequential):
             nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_in, 1, bias=False),
             nn.BatchNorm2d(c_in, affine=affine),
-            nn.ReLU(inplace=False),
+            nn.ReLU(inplace=True),  # on the batch norm's fresh output, which its backward does not need
             nn.Conv2d(c_in, c_in, kernel_size, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
@@ -134,8 +187,15 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         even = self.relu(x[:, :, ::2, ::2])
         shifted = self.relu(x[:, :, 1::2, 1::2])
-        shifted = F.pad(shifted, (0, even.shape[3] - shifted.shape[3], 0, even.shape[2] - shifted.shape[2]))
-        return self.bn(torch.cat([self.conv_1(even), self.conv_2(shifted)], dim=1))
+        if shifted.shape != even.shape:  # F.pad copies even where it adds nothing
+            shifted = F.pad(shifted, (0, even.shape[3] - shifted.shape[3], 0, even.shape[2] - shifted.shape[2]))
+        if not _folds(self.bn):
+            return self.bn(torch.cat([self.conv_1(even), self.conv_2(shifted)], dim=1))
+        # each half of the output is a 1x1 convolution of one sampling: the sum of two convolutions
+        # whose weights are zero on the other half, so the batch norm folds and nothing is concatenated
+        zeros = torch.zeros_like(self.conv_1.weight)
+        weights = [torch.cat([self.conv_1.weight, zeros]), torch.cat([zeros, self.conv_2.weight])]
+        return sum_conv1x1_batch_norm([even, shifted], weights, self.bn)
 
 
 class Pool(nn.Module):

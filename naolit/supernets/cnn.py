@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from naolit.models.cnn import AuxHead, Nodes, reduction_indices
-from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, conv1x1_batch_norm, run_branch
+from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch, sum_conv1x1_batch_norm
 from naolit.spaces import Arch
 from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
@@ -97,11 +97,11 @@ class SharedCell(nn.Module):
             return cache.get((self, node, inp, op_name), compute)
 
         for node, ((in_a, op_a), (in_b, op_b)) in enumerate(nodes):
-            states.append(branch(node, in_a, op_a) + branch(node, in_b, op_b))
-        c = self.combine_weight.shape[0]
-        weight = self.combine_weight[:, [i - 2 for i in concat]].reshape(c, -1, 1, 1)
-        hidden = torch.cat([states[i] for i in concat], dim=1).relu_()  # a fresh tensor: ReLU in place
-        return conv1x1_batch_norm(hidden, weight, self.combine_bn)
+            state = branch(node, in_a, op_a) + branch(node, in_b, op_b)
+            # the combine is all that reads an unused node, after its ReLU: apply it in place, now
+            states.append(state.relu_() if node + 2 in concat else state)
+        weights = [self.combine_weight[:, i - 2, :, None, None] for i in concat]
+        return sum_conv1x1_batch_norm([states[i] for i in concat], weights, self.combine_bn)
 
 
 class SharedNetwork(nn.Module):
