@@ -44,4 +44,4 @@ def keep_freed_memory() -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEPT_BYTES)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEPT_BYTES))
+    return all(libc.mallopt(parameter, _KEPT_BYTES) for parameter in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
