@@ -60,11 +60,11 @@ def sum_conv1x1_batch_norm(xs: Sequence[torch.Tensor], weights: Sequence[torch.T
     n, _, height, width = xs[0].shape
     out = None
     for x, weight in zip(xs, weights):
-        pixels = _pixels(x)
+        pixels, w = _pixels(x), weight.reshape(weight.shape[0], -1).T
         if out is None:
-            out = pixels @ weight.reshape(weight.shape[0], -1).T  # in autocast's precision, if on
+            out = pixels @ w  # in autocast's precision, if on
         else:
-            out.addmm_(pixels.to(out.dtype), weight.reshape(weight.shape[0], -1).T.to(out.dtype))
+            out.addmm_(pixels.to(out.dtype), w.to(out.dtype))
     with torch.autocast(out.device.type, enabled=False):
         stats = out.float()
         mean = _column_sums(stats) / stats.shape[0]
