@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from naolit.models.batch_norm import BatchNorm2d
+from naolit.models.pixel_matrix import column_mean_variance, column_sums, gram, pixels, scale_and_shift_columns
+
 
 def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     """``bn(F.conv2d(x, weight))`` for a 1x1 convolution ``weight`` of shape (out, in, 1, 1).
@@ -37,11 +40,11 @@ def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d
         return bn(F.conv2d(x, weight))
     c_out, c_in = weight.shape[:2]
     with torch.autocast(x.device.type, enabled=False):  # statistics in float32 whatever the precision
-        pixels = _pixels(x).float()
+        inputs = pixels(x).float()
         w = weight.reshape(c_out, c_in).float()
-        mean = w @ _column_sums(pixels) / pixels.shape[0]  # of the output channels
-        mean_square = ((w @ _gram(pixels)) * w).sum(dim=1) / pixels.shape[0]
-        scale, shift = _normalising_affine(mean, mean_square - mean.square(), bn)
+        mean = w @ column_sums(inputs) / inputs.shape[0]  # of the output channels
+        mean_square = ((w @ gram(inputs)) * w).sum(dim=1) / inputs.shape[0]
+        scale, shift = _normalising_affine(mean, (mean_square - mean.square()).clamp_min(0.0), bn)
     return F.conv2d(x, (w * scale[:, None]).view_as(weight).to(weight.dtype), shift.to(weight.dtype))
 
 
@@ -60,16 +63,14 @@ def sum_conv1x1_batch_norm(xs: Sequence[torch.Tensor], weights: Sequence[torch.T
     n, _, height, width = xs[0].shape
     out = None
     for x, weight in zip(xs, weights):
-        pixels, w = _pixels(x), weight.reshape(weight.shape[0], -1).T
+        inputs, w = pixels(x), weight.reshape(weight.shape[0], -1).T
         if out is None:
-            out = pixels @ w  # in autocast's precision, if on
+            out = inputs @ w  # in autocast's precision, if on
         else:
-            out.addmm_(pixels.to(out.dtype), w.to(out.dtype))
+            out.addmm_(inputs.to(out.dtype), w.to(out.dtype))
     with torch.autocast(out.device.type, enabled=False):
-        stats = out.float()
-        mean = _column_sums(stats) / stats.shape[0]
-        scale, shift = _normalising_affine(mean, _gram(stats).diagonal() / stats.shape[0] - mean.square(), bn)
-    _scale_and_shift_columns_(out, scale.to(out.dtype), shift.to(out.dtype))
+        scale, shift = _normalising_affine(*column_mean_variance(out.float()), bn)
+    scale_and_shift_columns(out, scale.to(out.dtype), shift.to(out.dtype), out=out)
     return out.view(n, height, width, -1).permute(0, 3, 1, 2)
 
 
@@ -79,50 +80,16 @@ def _folds(bn: nn.BatchNorm2d) -> bool:
     return not (torch.is_grad_enabled() or bn.track_running_stats)
 
 
-def _pixels(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (N, C, H, W) as a (N * H * W, C) matrix of pixels: a view when ``x`` is channels-last."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
 def _normalising_affine(mean: torch.Tensor, variance: torch.Tensor,
                         bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) that make channels of this ``mean`` and ``variance`` ``bn``'s output."""
-    scale = torch.rsqrt(variance.clamp_min(0.0) + bn.eps)
+    scale = torch.rsqrt(variance + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight.float()
     shift = -scale * mean
     if bn.bias is not None:
         shift = shift + bn.bias.float()
     return scale, shift
-
-
-def _side_by_side(matrix: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """A contiguous tall, narrow matrix seen as one up to 32 times wider (its rows side by side), and
-    how many rows make one wide row: per-column work over wide rows runs several times faster on the CPU."""
-    rows, cols = matrix.shape
-    side_by_side = math.gcd(rows, 32)
-    return matrix.view(-1, side_by_side * cols), side_by_side
-
-
-def _column_sums(matrix: torch.Tensor) -> torch.Tensor:
-    """``matrix.sum(dim=0)`` of a tall, narrow matrix."""
-    wide, side_by_side = _side_by_side(matrix)
-    return wide.sum(dim=0).view(side_by_side, -1).sum(dim=0)
-
-
-def _scale_and_shift_columns_(matrix: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """``matrix * scale + shift`` (one value per column) in place, in one pass, for a contiguous
-    tall, narrow ``matrix``."""
-    wide, side_by_side = _side_by_side(matrix)
-    torch.addcmul(shift.repeat(side_by_side), wide, scale.repeat(side_by_side), out=wide)
-
-
-def _gram(matrix: torch.Tensor) -> torch.Tensor:
-    """``matrix.T @ matrix`` of a tall, narrow matrix, as the sum over up to 16 blocks of rows: one
-    product with a long inner dimension keeps one CPU thread busy, a batch of them all."""
-    rows, cols = matrix.shape
-    blocks = matrix.reshape(math.gcd(rows, 16), -1, cols)
-    return torch.bmm(blocks.transpose(1, 2), blocks).sum(dim=0)
 
 
 def conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -140,7 +107,7 @@ class ReLUConvBN(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,11 +124,11 @@ class SepConv(nn.Sequential):
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, kernel_size, stride=stride, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_in, 1, bias=False),
-            nn.BatchNorm2d(c_in, affine=affine),
+            BatchNorm2d(c_in, affine=affine),
             nn.ReLU(inplace=True),  # on the batch norm's fresh output, which its backward does not need
             nn.Conv2d(c_in, c_in, kernel_size, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +162,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         even = self.relu(x[:, :, ::2, ::2])

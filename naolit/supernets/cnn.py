@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from naolit.models.batch_norm import BatchNorm2d
 from naolit.models.cnn import AuxHead, Nodes, reduction_indices
 from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch, sum_conv1x1_batch_norm
 from naolit.spaces import Arch
@@ -80,7 +81,7 @@ class SharedCell(nn.Module):
         ])
         self.combine_weight = nn.Parameter(torch.empty(c, space.num_nodes, c))
         nn.init.kaiming_uniform_(self.combine_weight.view(c, -1), a=5 ** 0.5)  # nn.Conv2d's default init
-        self.combine_bn = nn.BatchNorm2d(c)
+        self.combine_bn = BatchNorm2d(c)
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor, nodes: Nodes, concat: Sequence[int],
                 drop_prob: float = 0.0, cache: BranchCache | None = None,
@@ -115,7 +116,7 @@ class SharedNetwork(nn.Module):
         self.memory_format = torch.contiguous_format
         c = channels
         c_stem = stem_multiplier * c
-        self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), BatchNorm2d(c_stem))
         reductions = reduction_indices(layers)
         self.aux_index = reductions[1]
         self.reduction = [i in reductions for i in range(3 * layers + 2)]
