@@ -24,6 +24,8 @@ in eval mode (no drop-path, no auxiliary head) and changes no state.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
@@ -37,26 +39,45 @@ from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch,
 from naolit.spaces import Arch
 from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
+from naolit.supernets.parallel_scoring import map_in_inference_mode, scoring_workers, single_threaded_ops
 
 
 class BranchCache:
     """Branch outputs kept across the architectures scored on one batch, up to ``max_bytes`` in all
-    (later ones are computed every time). Only for branches whose input no architecture changes."""
+    (later ones are computed every time). Only for branches whose input no architecture changes.
+
+    Scoring threads share it: a branch asked for while another thread computes it is waited for,
+    not computed twice."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.bytes = 0
-        self.outputs: dict[tuple, torch.Tensor] = {}
+        self.outputs: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
 
     def get(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The output stored under ``key``, computed (and stored, while it fits) the first time."""
-        out = self.outputs.get(key)
-        if out is None:
+        with self._lock:
+            pending = self.outputs.get(key)
+            computes_here = pending is None
+            if computes_here:
+                pending = self.outputs[key] = Future()
+        if not computes_here:
+            return pending.result()
+        try:
             out = compute()
-            size = out.numel() * out.element_size()
+        except BaseException as error:
+            with self._lock:
+                del self.outputs[key]
+            pending.set_exception(error)
+            raise
+        size = out.numel() * out.element_size()
+        with self._lock:
             if self.bytes + size <= self.max_bytes:
-                self.outputs[key] = out
                 self.bytes += size
+            else:  # does not fit: whoever waits for it gets it, later callers compute it again
+                del self.outputs[key]
+        pending.set_result(out)
         return out
 
 
@@ -180,7 +201,8 @@ class CNNSupernet(Supernet):
     batch); gradient-norm clipping at ``grad_clip``; drop-path rising linearly over the epochs to
     ``drop_path_prob``; auxiliary loss weight ``aux_weight``.
     ``score`` is each architecture's accuracy on the first ``score_batches`` validation batches; it
-    keeps up to ``score_cache_mb`` MiB of branch outputs that several architectures share (``BranchCache``).
+    keeps up to ``score_cache_mb`` MiB of branch outputs that several architectures share (``BranchCache``),
+    and on the CPU scores ``score_workers`` architectures at once (None: one per torch CPU thread).
 
     Weights of ops the step's architecture does not use get no gradient (``None``), so SGD leaves them,
     their momentum and their weight decay alone. Under DDP (``ddp_find_unused_parameters_true``) this
@@ -195,17 +217,20 @@ class CNNSupernet(Supernet):
                  drop_path_prob: float = 0.4, lr_max: float = 0.05, lr_min: float = 0.0005,
                  lr_t0: int = 10, lr_t_mult: int = 2, momentum: float = 0.9, weight_decay: float = 1e-4,
                  grad_clip: float = 5.0, score_batches: int = 1, score_cache_mb: float = 2048.0,
-                 channels_last: bool = True, seed: int = 0, arch_sampling: str = "pool"):
+                 score_workers: int | None = None, channels_last: bool = True, seed: int = 0,
+                 arch_sampling: str = "pool"):
         super().__init__(space, seed=seed, arch_sampling=arch_sampling)
         if not isinstance(space, CNNCellSpace):
             raise TypeError(f"CNNSupernet: space must be a CNNCellSpace, got {type(space).__name__}")
         unknown = [op for op in space.ops if op not in OPS]
         if unknown:
             raise ValueError(f"CNNSupernet: no op named {unknown[0]!r}, expected names from {sorted(OPS)}")
-        if layers < 1 or channels < 2 or channels % 2 or score_batches < 1 or score_cache_mb < 0:
+        if (layers < 1 or channels < 2 or channels % 2 or score_batches < 1 or score_cache_mb < 0
+                or (score_workers is not None and score_workers < 1)):
             raise ValueError(f"CNNSupernet: expected layers >= 1, even channels >= 2, score_batches >= 1, "
-                             f"score_cache_mb >= 0, got layers={layers}, channels={channels}, "
-                             f"score_batches={score_batches}, score_cache_mb={score_cache_mb}")
+                             f"score_cache_mb >= 0, score_workers >= 1 or None, got layers={layers}, "
+                             f"channels={channels}, score_batches={score_batches}, score_cache_mb={score_cache_mb}, "
+                             f"score_workers={score_workers}")
         self.save_hyperparameters(ignore=["space"])
         self.automatic_optimization = False
         self.net = SharedNetwork(space, num_classes, layers, channels, auxiliary, stem_multiplier)
@@ -252,16 +277,23 @@ class CNNSupernet(Supernet):
         """Accuracy of each architecture on ``batches`` of (images, labels), by default the first
         ``score_batches`` validation batches. Each batch goes to the device and through the
         (architecture-independent) stem once, then through the cells of every architecture, sharing
-        the branches on the stem's outputs."""
+        the branches on the stem's outputs. On the CPU, ``score_workers`` architectures run at once,
+        each op on one thread (``naolit.supernets.parallel_scoring``)."""
+        if not archs:
+            return []
         batches = self.validation_batches(self.hparams.score_batches) if batches is None else list(batches)
+        workers = scoring_workers(self.device, self.hparams.score_workers)
         correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
         total = 0
-        with self.scoring():
+        with self.scoring(), single_threaded_ops(self.device):
             for x, y in batches:
                 y = y.to(self.device)
                 start = self.net.stem_states(x.to(self.device))
                 cache = BranchCache(int(self.hparams.score_cache_mb * 2 ** 20))
-                for i, arch in enumerate(archs):
-                    correct[i] += (self.net.forward_cells(start, arch, cache)[0].argmax(dim=1) == y).sum()
+
+                def correct_of(i: int) -> torch.Tensor:
+                    return (self.net.forward_cells(start, archs[i], cache)[0].argmax(dim=1) == y).sum()
+
+                correct += torch.stack(map_in_inference_mode(correct_of, len(archs), workers))
                 total += len(y)
         return (correct.double() / total).tolist()
