@@ -36,10 +36,12 @@ def test_map_keeps_the_order_runs_in_inference_mode_and_raises() -> None:
         map_in_inference_mode(fail_at_3, 5, workers=2)
 
 
-def test_single_threaded_ops_restores_the_thread_count() -> None:
+def test_ops_run_on_one_thread_with_several_workers_only() -> None:
     threads = torch.get_num_threads()
+    with single_threaded_ops(workers=1):
+        assert torch.get_num_threads() == threads
     with pytest.raises(KeyError):
-        with single_threaded_ops(torch.device("cpu")):
+        with single_threaded_ops(workers=2):
             assert torch.get_num_threads() == 1
             raise KeyError("inside")
     assert torch.get_num_threads() == threads
@@ -87,6 +89,7 @@ def test_a_failed_branch_is_not_kept() -> None:
 
 
 def test_scores_do_not_depend_on_the_workers() -> None:
+    """Nor, with several workers, on the architectures scored together (one by one below)."""
     torch.manual_seed(0)
     models = [CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, auxiliary=False, score_workers=workers)
               for workers in (1, 3)]

@@ -285,7 +285,7 @@ class CNNSupernet(Supernet):
         workers = scoring_workers(self.device, self.hparams.score_workers)
         correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
         total = 0
-        with self.scoring(), single_threaded_ops(self.device):
+        with self.scoring(), single_threaded_ops(workers):
             for x, y in batches:
                 y = y.to(self.device)
                 start = self.net.stem_states(x.to(self.device))

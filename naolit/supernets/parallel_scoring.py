@@ -10,9 +10,10 @@ instead keeps every core busy with its own ops. At the reference's size on 2 cor
 architecture, with identical scores; with 10 together the gain is lost in the noise, as the last
 architecture runs alone. Python threads suffice because torch releases the GIL inside its ops.
 
-Every op runs on one thread however many workers there are, so a score does not depend on the
-number of workers nor on which architectures are scored with it (a reduction split over threads
-would add in another order).
+With several workers every op runs on one thread, however many architectures are scored, so a
+score does not depend on which architectures are scored with it (a reduction split over threads
+would add in another order). One worker (``score_workers: 1``) scores an architecture at a time,
+each op on all of torch's threads.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def scoring_workers(device: torch.device, requested: int | None) -> int:
 
 
 @contextmanager
-def single_threaded_ops(device: torch.device) -> Iterator[None]:
-    """On the CPU, torch ops run on one thread inside the block (the thread count is restored after)."""
-    if device.type != "cpu":
+def single_threaded_ops(workers: int) -> Iterator[None]:
+    """With more than one worker, torch ops run on one thread inside the block (the thread count is
+    restored after); one worker keeps every thread for each op."""
+    if workers <= 1:
         yield
         return
     threads = torch.get_num_threads()
