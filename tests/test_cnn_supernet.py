@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -12,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from naolit.spaces import CNNCellSpace
 from naolit.supernets import CNNSupernet
+from naolit.supernets.cnn import start_momentum_at_zero
 
 SPACE = CNNCellSpace()
 
@@ -126,3 +129,22 @@ def test_real_config_builds_the_supernet(compose_cfg) -> None:
     assert model.hparams.lr_max == 0.05 and model.hparams.score_batches == 1
     with pytest.raises(InstantiationException, match="even channels >= 2"):
         instantiate(cfg.model, num_classes=10, channels=3)
+
+
+def test_fused_sgd_steps_like_sgd_as_the_architecture_changes() -> None:
+    torch.manual_seed(0)
+    model = CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, auxiliary=False, drop_path_prob=0.0)
+    fused, = model.configure_optimizers()[0]
+    reference_model = copy.deepcopy(model)
+    reference = torch.optim.SGD(reference_model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert fused.param_groups[0]["fused"]
+    start_momentum_at_zero(fused)
+    g = torch.Generator().manual_seed(5)
+    for arch in [tuple(a) for a in SPACE.sample(4, torch.Generator().manual_seed(6)).tolist()]:
+        x, y = torch.randn(8, 3, 8, 8, generator=g), torch.randint(4, (8,), generator=g)
+        for net, opt in ((model, fused), (reference_model, reference)):
+            opt.zero_grad()
+            F.cross_entropy(net(x, arch)[0], y).backward()
+            opt.step()
+    for param, expected in zip(model.parameters(), reference_model.parameters()):
+        assert torch.allclose(param, expected, atol=1e-6)
