@@ -29,8 +29,9 @@ CANCELLATION_LIMIT = 1 / 8 ** 2
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (same parameters, buffers and results) that normalises float32 channels-last
-    CPU batches with few channels through ``PixelMatrixBatchNorm`` where it keeps no running statistics."""
+    """``nn.BatchNorm2d`` (same parameters and buffers, same results up to rounding) that normalises
+    float32 channels-last CPU batches with few channels through ``PixelMatrixBatchNorm`` where it keeps
+    no running statistics."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.running_mean is None and self.affine and pixel_matrix_is_faster(x):
