@@ -10,7 +10,8 @@ import torch
 
 from naolit.spaces import CNNCellSpace
 from naolit.supernets.cnn import BranchCache, CNNSupernet
-from naolit.supernets.parallel_scoring import map_in_inference_mode, scoring_workers, single_threaded_ops
+from naolit.supernets.parallel_scoring import (MAX_DEFAULT_WORKERS, map_in_inference_mode, scoring_workers,
+                                               threads_per_worker)
 
 SPACE = CNNCellSpace(ops=("identity", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3"), num_nodes=3)
 
@@ -36,19 +37,25 @@ def test_map_keeps_the_order_runs_in_inference_mode_and_raises() -> None:
         map_in_inference_mode(fail_at_3, 5, workers=2)
 
 
-def test_ops_run_on_one_thread_with_several_workers_only() -> None:
+def test_workers_share_out_the_threads() -> None:
     threads = torch.get_num_threads()
-    with single_threaded_ops(workers=1):
-        assert torch.get_num_threads() == threads
-    with pytest.raises(KeyError):
-        with single_threaded_ops(workers=2):
-            assert torch.get_num_threads() == 1
-            raise KeyError("inside")
-    assert torch.get_num_threads() == threads
+    torch.set_num_threads(4)
+    try:
+        with threads_per_worker(workers=1):
+            assert torch.get_num_threads() == 4
+        with threads_per_worker(workers=2):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(KeyError):
+            with threads_per_worker(workers=8):
+                assert torch.get_num_threads() == 1
+                raise KeyError("inside")
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_workers_default_to_the_cpu_threads_and_to_one_elsewhere() -> None:
-    assert scoring_workers(torch.device("cpu"), None) == torch.get_num_threads()
+    assert scoring_workers(torch.device("cpu"), None) == min(torch.get_num_threads(), MAX_DEFAULT_WORKERS)
     assert scoring_workers(torch.device("cpu"), 3) == 3
     assert scoring_workers(torch.device("meta"), 3) == 1
     with pytest.raises(ValueError, match="score_workers must be >= 1"):

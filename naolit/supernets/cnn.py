@@ -39,7 +39,7 @@ from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch,
 from naolit.spaces import Arch
 from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
-from naolit.supernets.parallel_scoring import map_in_inference_mode, scoring_workers, single_threaded_ops
+from naolit.supernets.parallel_scoring import map_in_inference_mode, scoring_workers, threads_per_worker
 
 
 class BranchCache:
@@ -217,7 +217,7 @@ class CNNSupernet(Supernet):
     ``drop_path_prob``; auxiliary loss weight ``aux_weight``.
     ``score`` is each architecture's accuracy on the first ``score_batches`` validation batches; it
     keeps up to ``score_cache_mb`` MiB of branch outputs that several architectures share (``BranchCache``),
-    and on the CPU scores ``score_workers`` architectures at once (None: one per torch CPU thread).
+    and on the CPU scores ``score_workers`` architectures at once (None: one per torch CPU thread, at most 4).
 
     Weights of ops the step's architecture does not use get no gradient (``None``), so SGD leaves them,
     their momentum and their weight decay alone. Under DDP (``ddp_find_unused_parameters_true``) this
@@ -300,14 +300,14 @@ class CNNSupernet(Supernet):
         ``score_batches`` validation batches. Each batch goes to the device and through the
         (architecture-independent) stem once, then through the cells of every architecture, sharing
         the branches on the stem's outputs. On the CPU, ``score_workers`` architectures run at once,
-        each op on one thread (``naolit.supernets.parallel_scoring``)."""
+        sharing torch's threads (``naolit.supernets.parallel_scoring``)."""
         if not archs:
             return []
         batches = self.validation_batches(self.hparams.score_batches) if batches is None else list(batches)
         workers = scoring_workers(self.device, self.hparams.score_workers)
         correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
         total = 0
-        with self.scoring(), single_threaded_ops(workers):
+        with self.scoring(), threads_per_worker(workers):
             for x, y in batches:
                 y = y.to(self.device)
                 start = self.net.stem_states(x.to(self.device))

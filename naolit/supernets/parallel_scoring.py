@@ -1,5 +1,5 @@
 """Scoring several architectures at once on the CPU: one Python thread per architecture in flight,
-every op of it on one CPU thread.
+torch's CPU threads shared out among them (one each on a small machine).
 
 At the sizes a CPU search runs (a few channels, a few hundred images), most ops are too small to
 split well over threads: each pays a fixed cost to hand work to the other threads and wait for them
@@ -10,10 +10,13 @@ instead keeps every core busy with its own ops. At the reference's size on 2 cor
 architecture, with identical scores; with 10 together the gain is lost in the noise, as the last
 architecture runs alone. Python threads suffice because torch releases the GIL inside its ops.
 
-With several workers every op runs on one thread, however many architectures are scored, so a
-score does not depend on which architectures are scored with it (a reduction split over threads
-would add in another order). One worker (``score_workers: 1``) scores an architecture at a time,
-each op on all of torch's threads.
+By default there are as many workers as torch has CPU threads, but at most
+``MAX_DEFAULT_WORKERS``: each architecture in flight holds its own activations, which at the paper's
+size (500 images, 20 channels) are some hundreds of MB, so a many-core server would run out of
+memory with one per core. The threads are shared out evenly (``threads // workers`` per op, however
+many architectures are scored), so a score does not depend on which architectures are scored with
+it (a reduction split over another number of threads would add in another order). One worker
+(``score_workers: 1``) scores an architecture at a time, each op on all of torch's threads.
 """
 
 from __future__ import annotations
@@ -26,27 +29,31 @@ import torch
 
 T = TypeVar("T")
 
+MAX_DEFAULT_WORKERS = 4
+
 
 def scoring_workers(device: torch.device, requested: int | None) -> int:
-    """Architectures to score at once: ``requested``, or torch's CPU thread count if it is None, on the
-    CPU; always 1 on other devices, whose kernels of one architecture already run in parallel."""
+    """Architectures to score at once: ``requested``, or if it is None torch's CPU thread count, at most
+    ``MAX_DEFAULT_WORKERS``, on the CPU; always 1 on other devices, whose kernels of one architecture
+    already run in parallel."""
     if device.type != "cpu":
         return 1
-    workers = torch.get_num_threads() if requested is None else requested
+    workers = min(torch.get_num_threads(), MAX_DEFAULT_WORKERS) if requested is None else requested
     if workers < 1:
-        raise ValueError(f"score_workers must be >= 1 or null (torch's CPU threads), got {requested}")
+        raise ValueError(f"score_workers must be >= 1 or null (torch's CPU threads, at most "
+                         f"{MAX_DEFAULT_WORKERS}), got {requested}")
     return workers
 
 
 @contextmanager
-def single_threaded_ops(workers: int) -> Iterator[None]:
-    """With more than one worker, torch ops run on one thread inside the block (the thread count is
-    restored after); one worker keeps every thread for each op."""
+def threads_per_worker(workers: int) -> Iterator[None]:
+    """Inside the block, torch ops run on ``threads // workers`` threads, at least one (the thread
+    count is restored after); one worker keeps every thread for each op."""
     if workers <= 1:
         yield
         return
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, threads // workers))
     try:
         yield
     finally:
