@@ -11,31 +11,18 @@ shape, and which one that rule picks, so the rule can be checked on another CPU.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from common import ROOT, report
+from common import ROOT, median_seconds, report
 from naolit.models.batch_norm import PixelMatrixBatchNorm, pixel_matrix_is_faster
 
 SHAPES = [(32, c, 32, 32) for c in (8, 12, 16, 20, 24, 32, 40, 48)] + [
     (32, 8, 16, 16), (32, 8, 8, 8), (32, 24, 16, 16), (32, 40, 8, 8), (32, 16, 16, 16),
     (160, 20, 32, 32), (160, 40, 16, 16), (160, 80, 8, 8), (160, 60, 32, 32),
 ]
-
-
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -59,7 +46,7 @@ def main() -> None:
         def pixel_matrix() -> None:
             PixelMatrixBatchNorm.apply(x, weight, bias, 1e-5).backward(grad_out)
 
-        native_ms, pixel_matrix_ms = median_ms(native, args.repeats), median_ms(pixel_matrix, args.repeats)
+        native_ms, pixel_matrix_ms = (1000 * median_seconds(fn, args.repeats, warm_ups=3) for fn in (native, pixel_matrix))
         rows.append({"shape": list(shape), "native_ms": round(native_ms, 3), "pixel_matrix_ms": round(pixel_matrix_ms, 3),
                      "rule_picks": "pixel_matrix" if pixel_matrix_is_faster(x) else "native",
                      "faster": "pixel_matrix" if pixel_matrix_ms < native_ms else "native"})

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from common import DEFAULT_DATA_DIR, ROOT, load_config, report
+from common import DEFAULT_DATA_DIR, ROOT, load_config, median_seconds, report
 from naolit.process import configure_process
 
 
@@ -54,16 +54,6 @@ def score_one_by_one(supernet, archs, window) -> None:
             logits = F.linear(outputs.flatten(0, 1), net.embedding, net.decoder_bias)
             F.cross_entropy(logits, targets.flatten()).exp().item()
     net.train()
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
-"""What the experiment scripts share: the real Hydra config, composed as train.py would see it, and reporting."""
+"""What the experiment scripts share: the real Hydra config, composed as train.py would see it, timing and reporting."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
+import time
 from pathlib import Path
+from typing import Callable
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -31,3 +34,15 @@ def report(result: dict, path: Path) -> None:
         tmp.write_text(text)
     print(text, end="")
     print(f"written to {path}")
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warm_ups: int = 1) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn``, after ``warm_ups`` untimed ones."""
+    for _ in range(warm_ups):
+        fn()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
