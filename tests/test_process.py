@@ -25,7 +25,9 @@ CHILD = textwrap.dedent("""
     configure_process(OmegaConf.create({"threads": 1, "keep_freed_memory": sys.argv[1] == "keep"}))
     for _ in range(3):  # the first reuses may still fault
         faults_of_a_40_mib_tensor()
-    print(before, max(faults_of_a_40_mib_tensor() for _ in range(3)), torch.get_num_threads())
+    # the fewest of several: the count is the whole process's, and the kernel may fault a kept page
+    # now and then on its own (NUMA balancing, compaction)
+    print(before, min(faults_of_a_40_mib_tensor() for _ in range(5)), torch.get_num_threads())
 """)
 
 
@@ -36,6 +38,6 @@ def test_keep_freed_memory_stops_page_faults_of_reallocated_tensors(keep: bool) 
                             capture_output=True, text=True, check=True)
     before, after, threads = map(int, result.stdout.split())  # faults of one tensor, before and after
     pages = 10 * 2 ** 22 // 4096
-    assert before > pages / 2  # glibc's default maps a block this big afresh each time
-    assert (after < pages / 100) if keep else (after > pages / 2)
+    assert before > pages / 2, result.stdout  # glibc's default maps a block this big afresh each time
+    assert (after < pages / 100) if keep else (after > pages / 2), result.stdout
     assert threads == 1
