@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from naolit.models.cnn import NASNetwork, count_flops, count_parameters
-from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool, conv1x1_batch_norm, sum_conv1x1_batch_norm
+from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool, conv1x1, conv1x1_batch_norm, sum_conv1x1_batch_norm
 from naolit.supernets.cnn import use_batch_statistics
 from naolit.spaces import CNNCellSpace
 from naolit.spaces.cnn import KNOWN_OPS, NAO_OPS, WS_OPS
@@ -52,6 +52,26 @@ def convolve_then_normalise(xs: list[torch.Tensor], weights: list[torch.Tensor],
                             fold: Callable) -> torch.Tensor:
     """``fold``'s scoring path, for one input (``conv1x1_batch_norm``) or several."""
     return fold(xs[0], weights[0], bn) if fold is conv1x1_batch_norm else fold(xs, weights, bn)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided_channels_last", "nchw"])
+def test_conv1x1_is_the_convolution_forward_and_backward(layout: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 10, 10, generator=g)
+    if layout != "nchw":
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(5, 6, 1, 1, generator=g)
+    grad = torch.randn(4, 5, 5, 5, generator=g)
+    results = []
+    for convolve in (conv1x1, F.conv2d):
+        x_leaf, w_leaf = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        inputs = x_leaf[:, :, ::2, ::2] if layout == "strided_channels_last" else x_leaf[:, :, :5, :5]
+        out = convolve(inputs, w_leaf)
+        out.backward(grad)
+        results.append((out, x_leaf.grad, w_leaf.grad))
+    for ours, torchs in zip(*results):
+        assert torch.allclose(ours, torchs, atol=1e-5)
+    assert results[0][0].is_contiguous(memory_format=torch.channels_last) == (layout != "nchw")
 
 
 @pytest.mark.parametrize("fold, inputs", [(conv1x1_batch_norm, 1), (sum_conv1x1_batch_norm, 1),

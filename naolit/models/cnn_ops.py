@@ -27,6 +27,19 @@ from naolit.models.batch_norm import BatchNorm2d
 from naolit.models.pixel_matrix import column_mean_variance, column_sums, gram, pixels, scale_and_shift_columns
 
 
+def conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight)`` for a 1x1 convolution ``weight`` of shape (out, in, 1, 1), stride 1.
+
+    On the CPU, with the channels innermost in memory (channels-last, or a strided view of it), it is
+    a matrix product of the pixels with the weight, and runs as one: oneDNN's 1x1 convolution costs
+    about twice as much, forward and backward, at the supernet's sizes (few channels, its per-call
+    overhead dominates). The output is channels-last.
+    """
+    if x.device.type != "cpu" or x.stride(1) != 1:
+        return F.conv2d(x, weight)
+    return F.linear(x.permute(0, 2, 3, 1), weight.reshape(weight.shape[0], -1)).permute(0, 3, 1, 2)
+
+
 def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     """``bn(F.conv2d(x, weight))`` for a 1x1 convolution ``weight`` of shape (out, in, 1, 1).
 
@@ -37,7 +50,7 @@ def conv1x1_batch_norm(x: torch.Tensor, weight: torch.Tensor, bn: nn.BatchNorm2d
     instead of being written, read twice by the batch norm and written again.
     """
     if not _folds(bn):
-        return bn(F.conv2d(x, weight))
+        return bn(conv1x1(x, weight))
     c_out, c_in = weight.shape[:2]
     with torch.autocast(x.device.type, enabled=False):  # statistics in float32 whatever the precision
         inputs = pixels(x).float()
@@ -170,7 +183,7 @@ class FactorizedReduce(nn.Module):
         if shifted.shape != even.shape:  # F.pad copies even where it adds nothing
             shifted = F.pad(shifted, (0, even.shape[3] - shifted.shape[3], 0, even.shape[2] - shifted.shape[2]))
         if not _folds(self.bn):
-            return self.bn(torch.cat([self.conv_1(even), self.conv_2(shifted)], dim=1))
+            return self.bn(torch.cat([conv1x1(even, self.conv_1.weight), conv1x1(shifted, self.conv_2.weight)], dim=1))
         # each half of the output is a 1x1 convolution of one sampling: the sum of two convolutions
         # whose weights are zero on the other half, so the batch norm folds and nothing is concatenated
         zeros = torch.zeros_like(self.conv_1.weight)
