@@ -300,14 +300,15 @@ class CNNSupernet(Supernet):
         ``score_batches`` validation batches. Each batch goes to the device and through the
         (architecture-independent) stem once, then through the cells of every architecture, sharing
         the branches on the stem's outputs. On the CPU, ``score_workers`` architectures run at once,
-        sharing torch's threads (``naolit.supernets.parallel_scoring``)."""
+        sharing torch's threads (``naolit.supernets.parallel_scoring``); the stem, which runs alone,
+        keeps them all."""
         if not archs:
             return []
         batches = self.validation_batches(self.hparams.score_batches) if batches is None else list(batches)
         workers = scoring_workers(self.device, self.hparams.score_workers)
         correct = torch.zeros(len(archs), dtype=torch.long, device=self.device)
         total = 0
-        with self.scoring(), threads_per_worker(workers):
+        with self.scoring():
             for x, y in batches:
                 y = y.to(self.device)
                 start = self.net.stem_states(x.to(self.device))
@@ -316,6 +317,7 @@ class CNNSupernet(Supernet):
                 def correct_of(i: int) -> torch.Tensor:
                     return (self.net.forward_cells(start, archs[i], cache)[0].argmax(dim=1) == y).sum()
 
-                correct += torch.stack(map_in_inference_mode(correct_of, len(archs), workers))
+                with threads_per_worker(workers):
+                    correct += torch.stack(map_in_inference_mode(correct_of, len(archs), workers))
                 total += len(y)
         return (correct.double() / total).tolist()
