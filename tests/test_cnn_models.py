@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from naolit.models.cnn import NASNetwork, count_flops, count_parameters
-from naolit.models.cnn_ops import OPS, FactorizedReduce, Pool, conv1x1, conv1x1_batch_norm, sum_conv1x1_batch_norm
+from naolit.models.cnn_ops import (OPS, CellState, FactorizedReduce, Pool, conv1x1, conv1x1_batch_norm, run_on,
+                                   sum_conv1x1_batch_norm)
 from naolit.supernets.cnn import use_batch_statistics
 from naolit.spaces import CNNCellSpace
 from naolit.spaces.cnn import KNOWN_OPS, NAO_OPS, WS_OPS
@@ -30,6 +31,24 @@ def test_every_op_keeps_channels_and_scales_resolution(name: str, stride: int) -
     assert x.grad is not None and torch.isfinite(x.grad).all()
     with torch.no_grad():  # pools take another path without autograd: it must agree
         assert torch.allclose(op(x), y, atol=1e-6)
+
+
+def test_ops_reading_one_state_share_its_relu() -> None:
+    """Every op run on a ``CellState`` gives what it gives on the tensor, forward and backward, and
+    the ReLU that several ops begin with is computed once."""
+    torch.manual_seed(0)
+    ops = [OPS[name](4, 1, True) for name in sorted(KNOWN_OPS)]
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    relus = []
+    state = CellState(x, lambda: relus.append(x) or x.relu())
+    outputs = [run_on(op, state) for op in ops]
+    assert len(relus) == 1
+    expected = [op(x) for op in ops]
+    for out, exp in zip(outputs, expected):
+        torch.testing.assert_close(out, exp)
+    grad, = torch.autograd.grad(sum(out.square().sum() for out in outputs), x)
+    expected_grad, = torch.autograd.grad(sum(exp.square().sum() for exp in expected), x)
+    torch.testing.assert_close(grad, expected_grad)
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN_OPS))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch
+from naolit.models.cnn_ops import OPS, CellState, FactorizedReduce, ReLUConvBN, preprocess, run_branch
 from naolit.modes import eval_mode
 from naolit.spaces.cnn import CNNCellSpace
 
@@ -45,12 +45,13 @@ class Cell(nn.Module):
         ])
         self.concat = list(concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, s0: CellState, s1: CellState, drop_prob: float = 0.0) -> torch.Tensor:
+        """The cell's output for the outputs ``s0``, ``s1`` of the two cells before it."""
+        states = [preprocess(self.preprocess0, s0), preprocess(self.preprocess1, s1)]
         for (in_a, in_b), (op_a, op_b) in zip(self.inputs, self.ops):
-            states.append(run_branch(op_a, states[in_a], drop_prob, self.training)
-                          + run_branch(op_b, states[in_b], drop_prob, self.training))
-        return torch.cat([states[i] for i in self.concat], dim=1)
+            states.append(CellState(run_branch(op_a, states[in_a], drop_prob, self.training)
+                                    + run_branch(op_b, states[in_b], drop_prob, self.training)))
+        return torch.cat([states[i].value for i in self.concat], dim=1)
 
 
 class AuxHead(nn.Module):
@@ -112,12 +113,12 @@ class NASNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux_logits = None
-        s0 = s1 = self.stem(x)
+        s0 = s1 = CellState(self.stem(x))  # each cell output is preprocessed by the next two cells
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, CellState(cell(s0, s1, self.drop_path_prob))
             if i == self.aux_index and self.aux_head is not None and self.training:
-                aux_logits = self.aux_head(s1)
-        logits = self.classifier(self.global_pooling(s1).flatten(1))
+                aux_logits = self.aux_head(s1.value)
+        logits = self.classifier(self.global_pooling(s1.value).flatten(1))
         return logits, aux_logits
 
 

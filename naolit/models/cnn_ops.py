@@ -17,6 +17,7 @@ Choices where the references differ:
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -123,9 +124,10 @@ class ReLUConvBN(nn.Sequential):
             BatchNorm2d(c_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
+        """The op on ``x``; ``relu_applied``: ``x`` is already the ReLU of the input (``run_on``)."""
         relu, conv, bn = self
-        return conv_batch_norm(relu(x), conv, bn)
+        return conv_batch_norm(x if relu_applied else relu(x), conv, bn)
 
 
 class SepConv(nn.Sequential):
@@ -144,9 +146,10 @@ class SepConv(nn.Sequential):
             BatchNorm2d(c_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
+        """The op on ``x``; ``relu_applied``: ``x`` is already the ReLU of the input (``run_on``)."""
         relu_a, depthwise_a, pointwise_a, bn_a, relu_b, depthwise_b, pointwise_b, bn_b = self
-        h = conv_batch_norm(depthwise_a(relu_a(x)), pointwise_a, bn_a)
+        h = conv_batch_norm(depthwise_a(x if relu_applied else relu_a(x)), pointwise_a, bn_a)
         return conv_batch_norm(depthwise_b(relu_b(h)), pointwise_b, bn_b)
 
 
@@ -159,6 +162,11 @@ class FactorizedConv(nn.Sequential):
             ReLUConvBN(c, c, (1, kernel_size), (1, stride), (0, pad), affine),
             ReLUConvBN(c, c, (kernel_size, 1), (stride, 1), (pad, 0), affine),
         )
+
+    def forward(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
+        """The op on ``x``; ``relu_applied``: ``x`` is already the ReLU of the input (``run_on``)."""
+        first, second = self
+        return second(first(x, relu_applied=relu_applied))
 
 
 class FactorizedReduce(nn.Module):
@@ -292,7 +300,40 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x * (mask / keep)  # scale the small mask, not the big tensor
 
 
-def run_branch(op: nn.Module, x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
-    """``op(x)``, with drop-path while ``training`` on every op but the parameter-free identity."""
-    h = op(x)
+RELU_FIRST_OPS = (ReLUConvBN, SepConv, FactorizedConv)  # op(x) is op(relu(x), relu_applied=True)
+
+
+class CellState:
+    """A tensor that several ops of a cell read (a cell input or a node), and its ReLU, computed the
+    first time an op that begins with a ReLU reads it (``run_on``) and shared by the others: a state
+    that feeds three such branches has its ReLU computed once, not three times.
+
+    ``compute_relu`` returns the ReLU of ``value`` (by default ``torch.relu(value)``; the supernet's
+    scoring passes one that keeps it for the other architectures)."""
+
+    def __init__(self, value: torch.Tensor, compute_relu: Callable[[], torch.Tensor] | None = None):
+        self.value = value
+        self._compute_relu = compute_relu or partial(torch.relu, value)
+        self._relu: torch.Tensor | None = None
+
+    def relu(self) -> torch.Tensor:
+        """The ReLU of ``value``, computed on the first call."""
+        if self._relu is None:
+            self._relu = self._compute_relu()
+        return self._relu
+
+
+def run_on(op: nn.Module, state: CellState) -> torch.Tensor:
+    """``op(state.value)``, from the state's shared ReLU where ``op`` begins with one."""
+    return op(state.relu(), relu_applied=True) if isinstance(op, RELU_FIRST_OPS) else op(state.value)
+
+
+def preprocess(op: nn.Module, state: CellState) -> CellState:
+    """The state ``op`` makes of ``state`` (``state`` itself, with its ReLU, where ``op`` is the identity)."""
+    return state if isinstance(op, nn.Identity) else CellState(run_on(op, state))
+
+
+def run_branch(op: nn.Module, state: CellState, drop_prob: float, training: bool) -> torch.Tensor:
+    """``run_on(op, state)``, with drop-path while ``training`` on every op but the parameter-free identity."""
+    h = run_on(op, state)
     return drop_path(h, drop_prob) if training and not isinstance(op, nn.Identity) else h

@@ -35,7 +35,8 @@ from torch import nn
 
 from naolit.models.batch_norm import BatchNorm2d
 from naolit.models.cnn import AuxHead, Nodes, reduction_indices
-from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, run_branch, sum_conv1x1_batch_norm
+from naolit.models.cnn_ops import (OPS, CellState, FactorizedReduce, ReLUConvBN, preprocess, run_branch,
+                                   run_on, sum_conv1x1_batch_norm)
 from naolit.spaces import Arch
 from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
@@ -104,7 +105,7 @@ class SharedCell(nn.Module):
         nn.init.kaiming_uniform_(self.combine_weight.view(c, -1), a=5 ** 0.5)  # nn.Conv2d's default init
         self.combine_bn = BatchNorm2d(c)
 
-    def forward(self, x0: torch.Tensor, x1: torch.Tensor, nodes: Nodes, concat: Sequence[int],
+    def forward(self, x0: CellState, x1: CellState, nodes: Nodes, concat: Sequence[int],
                 drop_prob: float = 0.0, cache: BranchCache | None = None,
                 fixed_inputs: Sequence[int] = ()) -> torch.Tensor:
         """The cell output for the preprocessed inputs ``x0``, ``x1`` and the cell's ``nodes``.
@@ -121,9 +122,9 @@ class SharedCell(nn.Module):
         for node, ((in_a, op_a), (in_b, op_b)) in enumerate(nodes):
             state = branch(node, in_a, op_a) + branch(node, in_b, op_b)
             # the combine is all that reads an unused node, after its ReLU: apply it in place, now
-            states.append(state.relu_() if node + 2 in concat else state)
+            states.append(CellState(state.relu_() if node + 2 in concat else state))
         weights = [self.combine_weight[:, i - 2, :, None, None] for i in concat]
-        return sum_conv1x1_batch_norm([states[i] for i in concat], weights, self.combine_bn)
+        return sum_conv1x1_batch_norm([states[i].value for i in concat], weights, self.combine_bn)
 
 
 class SharedNetwork(nn.Module):
@@ -164,25 +165,29 @@ class SharedNetwork(nn.Module):
     def stem_states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What no architecture changes: the preprocessed stem output as cell 0's two inputs and
         as cell 1's first input."""
-        stem = self.stem(x.contiguous(memory_format=self.memory_format))
-        return self.cells[0].preprocess0(stem), self.cells[0].preprocess1(stem), self.cells[1].preprocess0(stem)
+        stem = CellState(self.stem(x.contiguous(memory_format=self.memory_format)))
+        return tuple(run_on(op, stem) for op in (self.cells[0].preprocess0, self.cells[0].preprocess1,
+                                                 self.cells[1].preprocess0))
 
     def forward_cells(self, stem_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor], arch: Arch,
                       cache: BranchCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``forward`` from ``stem_states(x)`` on; ``cache`` keeps the outputs of the branches on the
         stem states (cell 0's inputs, cell 1's first) for other architectures on the same images."""
         cells = self.decode(arch)
+        # the ReLUs of the stem states, like the branches on them, are kept in the cache for other architectures
+        fixed = [CellState(x, None if cache is None else partial(cache.get, ("relu", k), partial(torch.relu, x)))
+                 for k, x in enumerate(stem_states)]
         aux_logits = None
-        outputs: list[torch.Tensor] = []
+        outputs: list[CellState] = []  # each cell output is preprocessed by the next two cells
         for i, (cell, reduction) in enumerate(zip(self.cells, self.reduction)):
-            x0 = stem_states[0] if i == 0 else stem_states[2] if i == 1 else cell.preprocess0(outputs[i - 2])
-            x1 = stem_states[1] if i == 0 else cell.preprocess1(outputs[i - 1])
+            x0 = fixed[0] if i == 0 else fixed[2] if i == 1 else preprocess(cell.preprocess0, outputs[i - 2])
+            x1 = fixed[1] if i == 0 else preprocess(cell.preprocess1, outputs[i - 1])
             nodes, concat = cells[reduction]
             fixed_inputs = (0, 1) if i == 0 else (0,) if i == 1 else ()
-            outputs.append(cell(x0, x1, nodes, concat, self.drop_path_prob, cache, fixed_inputs))
+            outputs.append(CellState(cell(x0, x1, nodes, concat, self.drop_path_prob, cache, fixed_inputs)))
             if i == self.aux_index and self.aux_head is not None and self.training:
-                aux_logits = self.aux_head(outputs[-1])
-        return self.classifier(outputs[-1].mean(dim=(2, 3))), aux_logits
+                aux_logits = self.aux_head(outputs[-1].value)
+        return self.classifier(outputs[-1].value.mean(dim=(2, 3))), aux_logits
 
 
 def use_batch_statistics(module: nn.Module) -> None:
