@@ -178,16 +178,16 @@ class SharedNetwork(nn.Module):
         fixed = [CellState(x, None if cache is None else partial(cache.get, ("relu", k), partial(torch.relu, x)))
                  for k, x in enumerate(stem_states)]
         aux_logits = None
-        outputs: list[CellState] = []  # each cell output is preprocessed by the next two cells
+        s0 = s1 = None  # the outputs of the last two cells: each cell output is preprocessed by the next two
         for i, (cell, reduction) in enumerate(zip(self.cells, self.reduction)):
-            x0 = fixed[0] if i == 0 else fixed[2] if i == 1 else preprocess(cell.preprocess0, outputs[i - 2])
-            x1 = fixed[1] if i == 0 else preprocess(cell.preprocess1, outputs[i - 1])
+            x0 = fixed[0] if i == 0 else fixed[2] if i == 1 else preprocess(cell.preprocess0, s0)
+            x1 = fixed[1] if i == 0 else preprocess(cell.preprocess1, s1)
             nodes, concat = cells[reduction]
             fixed_inputs = (0, 1) if i == 0 else (0,) if i == 1 else ()
-            outputs.append(CellState(cell(x0, x1, nodes, concat, self.drop_path_prob, cache, fixed_inputs)))
+            s0, s1 = s1, CellState(cell(x0, x1, nodes, concat, self.drop_path_prob, cache, fixed_inputs))
             if i == self.aux_index and self.aux_head is not None and self.training:
-                aux_logits = self.aux_head(outputs[-1].value)
-        return self.classifier(outputs[-1].value.mean(dim=(2, 3))), aux_logits
+                aux_logits = self.aux_head(s1.value)
+        return self.classifier(s1.value.mean(dim=(2, 3))), aux_logits
 
 
 def use_batch_statistics(module: nn.Module) -> None:
