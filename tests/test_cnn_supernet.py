@@ -47,9 +47,10 @@ class Synthetic(pl.LightningDataModule):
         return DataLoader(self.val, batch_size=32)
 
 
-def trainer(max_steps: int, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+def trainer(max_steps: int, callbacks: list[pl.Callback] | None = None, precision: str = "32-true") -> pl.Trainer:
     return pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, logger=False, callbacks=callbacks,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                      precision=precision, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
 
 
 def test_every_op_trains_in_normal_and_reduction_cells() -> None:
@@ -66,6 +67,21 @@ def test_every_op_trains_in_normal_and_reduction_cells() -> None:
             used = {i for node in cell.ops for branch in node for i, m in enumerate(branch)
                     if any(p.grad is not None for p in m.parameters())}
             assert used <= {op}  # weights of the other ops are not touched
+
+
+def test_trains_under_mixed_precision_and_scores_under_autocast() -> None:
+    """Lightning refuses to clip the gradients of a fused optimizer under mixed precision, so there the
+    supernet steps with foreach SGD; scoring in the calling thread follows its autocast."""
+    model = CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, score_workers=1)
+    data = Synthetic(size=32)  # the auxiliary head needs 8x8 maps after the second reduction
+    fit = trainer(3, precision="bf16-mixed")
+    fit.fit(model, data)
+    assert fit.global_step == 3 and not fit.optimizers[0].param_groups[0]["fused"]
+    archs = [tuple(a) for a in SPACE.sample(4, torch.Generator().manual_seed(0)).tolist()]
+    batches = list(data.val_dataloader())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model.score(archs, batches)
+    assert len(scores) == 4 and all(0.0 <= s <= 1.0 for s in scores)
 
 
 def test_gradient_clipping_clips() -> None:
