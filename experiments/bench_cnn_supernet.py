@@ -29,26 +29,10 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from common import ROOT, load_config, report
+from common import ROOT, StepTimer, load_config, report
 from naolit.process import configure_process
 
 TINY = ["space=cnn", "model=cnn_supernet", "model.layers=1", "model.channels=8", "model.arch_sampling=uniform"]
-
-
-class StepTimer(pl.Callback):
-    """Wall and CPU seconds between consecutive training batch ends."""
-
-    def __init__(self) -> None:
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
-        self._last: tuple[float, float] | None = None
-
-    def on_train_batch_end(self, *args) -> None:
-        now = (time.perf_counter(), time.process_time())
-        if self._last is not None:
-            self.wall.append(now[0] - self._last[0])
-            self.cpu.append(now[1] - self._last[1])
-        self._last = now
 
 
 def time_scoring(model: pl.LightningModule, space: Any, batch: tuple, count: int, repeats: int) -> dict:

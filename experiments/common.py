@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -46,3 +48,21 @@ def median_seconds(fn: Callable[[], object], repeats: int, warm_ups: int = 1) ->
         fn()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds)
+
+
+class StepTimer(pl.Callback):
+    """Wall and CPU seconds between consecutive training batch ends (on a GPU, after its queued work)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self._last: tuple[float, float] | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize(trainer.strategy.root_device)
+        now = (time.perf_counter(), time.process_time())
+        if self._last is not None:
+            self.wall.append(now[0] - self._last[0])
+            self.cpu.append(now[1] - self._last[1])
+        self._last = now
