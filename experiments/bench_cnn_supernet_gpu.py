@@ -59,15 +59,16 @@ def train(cfg: Any, precision: str, data: tuple[torch.Tensor, torch.Tensor], bat
                    "last_train_loss": round(float(trainer.callback_metrics["train/loss"]), 4)}
 
 
-def timed_scores(model: pl.LightningModule, archs: list, batch: tuple, bfloat16: bool) -> tuple[float, torch.Tensor]:
-    """Seconds to score ``archs`` on ``batch`` (after a warm-up call), and the scores."""
+def timed_scores(model: pl.LightningModule, archs: list, warm_up: list, batch: tuple,
+                 bfloat16: bool) -> tuple[float, torch.Tensor]:
+    """Seconds to score ``archs`` on ``batch`` (after an untimed call scoring ``warm_up``), and the scores."""
     device = model.device
 
     def score(some: list) -> list[float]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
             return model.score(some, [batch])
 
-    score(archs[-10:])
+    score(warm_up)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -80,8 +81,8 @@ def average_ranks(values: torch.Tensor) -> torch.Tensor:
     order = values.argsort()
     ranks = torch.empty_like(values)
     ranks[order] = torch.arange(len(values), dtype=values.dtype)
-    _, group = torch.unique(values, return_inverse=True)
-    sums = torch.zeros(int(group.max()) + 1, dtype=values.dtype).index_add_(0, group, ranks)
+    distinct, group = torch.unique(values, return_inverse=True)
+    sums = torch.zeros(len(distinct), dtype=values.dtype).index_add_(0, group, ranks)
     return (sums / torch.bincount(group).to(values.dtype))[group]
 
 
@@ -114,13 +115,14 @@ def main() -> None:
     train_data = generated_images(args.steps * args.batch, seed=0)
     score_batch = generated_images(args.score_images, seed=1)
     archs = [tuple(a) for a in space.sample(args.archs + 10, torch.Generator().manual_seed(0)).tolist()]
+    scored, warm_up = archs[:args.archs], archs[args.archs:]
 
     training, models = {}, {}
     for name, precision in PRECISIONS.items():
         models[name], training[name] = train(cfg, precision, train_data, args.batch, args.device)
     model = models["float32"].to(args.device)  # the Trainer hands it back on the CPU
-    float32_seconds, float32_scores = timed_scores(model, archs[:args.archs], score_batch, bfloat16=False)
-    bfloat16_seconds, bfloat16_scores = timed_scores(model, archs[:args.archs], score_batch, bfloat16=True)
+    float32_seconds, float32_scores = timed_scores(model, scored, warm_up, score_batch, bfloat16=False)
+    bfloat16_seconds, bfloat16_scores = timed_scores(model, scored, warm_up, score_batch, bfloat16=True)
 
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
