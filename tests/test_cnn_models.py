@@ -144,10 +144,13 @@ def pool_by_windows(x: torch.Tensor, kind: str, k: int, stride: int) -> torch.Te
 @pytest.mark.parametrize("k", [2, 3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_pools_take_the_real_pixels_of_each_window(kind: str, k: int, stride: int) -> None:
-    x = torch.randn(2, 3, 7, 8)
+    x = torch.randn(2, 3, 7, 8, requires_grad=True)
     expected = pool_by_windows(x, kind, k, stride)
     pool = Pool(kind, k, 3, stride)
-    assert torch.allclose(pool(x.requires_grad_()), expected, atol=1e-6)
+    out = pool(x)
+    assert torch.allclose(out, expected, atol=1e-6)
+    grad_out = torch.randn_like(out)
+    assert torch.allclose(*(torch.autograd.grad(y, x, grad_out)[0] for y in (out, expected)), atol=1e-6)
     with torch.no_grad():
         assert torch.allclose(pool(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-6)
 

@@ -238,11 +238,18 @@ class Pool(nn.Module):
     def _average(self, x: torch.Tensor) -> torch.Tensor:
         means = F.conv2d(self._pad(x, 0.0), self.mean_kernel, stride=self.stride, padding=self.conv_pad,
                          groups=x.shape[1])
-        for dim in (2, 3):
-            for i, (first, last) in enumerate(self._windows(x.shape[dim])):
-                if last - first + 1 < self.k:
-                    means.narrow(dim, i, 1).mul_(self.k / (last - first + 1))
+        rows, cols = self._real_pixel_factors(x.shape[2]), self._real_pixel_factors(x.shape[3])
+        if means.requires_grad:  # in place, autograd would copy the whole gradient once per border row and column
+            return means * (torch.tensor(rows)[:, None] * torch.tensor(cols)).to(means)
+        for dim, factors in ((2, rows), (3, cols)):
+            for i, factor in enumerate(factors):
+                if factor != 1:
+                    means.narrow(dim, i, 1).mul_(factor)
         return means
+
+    def _real_pixel_factors(self, size: int) -> list[float]:
+        """For each output position along a dimension of ``size`` pixels: k over its window's real pixels."""
+        return [self.k / (last - first + 1) for first, last in self._windows(size)]
 
     def _running_max(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """The max over each window along ``dim``: offset 0 of every window is a real pixel, so
