@@ -213,6 +213,7 @@ class Pool(nn.Module):
         if kind not in ("max", "avg"):
             raise ValueError(f"Pool: kind must be 'max' or 'avg', got {kind!r}")
         self.kind, self.k, self.stride = kind, kernel_size, stride
+        self._scales: dict[tuple, torch.Tensor] = {}  # see _real_pixel_scale
         self.conv_pad = kernel_size // 2 if kernel_size % 2 else 0  # even kernels pad by hand, see _pad
         if kind == "avg":
             self.register_buffer("mean_kernel", torch.full((c, 1, kernel_size, kernel_size), kernel_size ** -2),
@@ -238,11 +239,10 @@ class Pool(nn.Module):
     def _average(self, x: torch.Tensor) -> torch.Tensor:
         means = F.conv2d(self._pad(x, 0.0), self.mean_kernel, stride=self.stride, padding=self.conv_pad,
                          groups=x.shape[1])
-        rows, cols = self._real_pixel_factors(x.shape[2]), self._real_pixel_factors(x.shape[3])
         if means.requires_grad:  # in place, autograd would copy the whole gradient once per border row and column
-            return means * (torch.tensor(rows)[:, None] * torch.tensor(cols)).to(means)
-        for dim, factors in ((2, rows), (3, cols)):
-            for i, factor in enumerate(factors):
+            return means * self._real_pixel_scale(x.shape[2], x.shape[3], means)
+        for dim in (2, 3):
+            for i, factor in enumerate(self._real_pixel_factors(x.shape[dim])):
                 if factor != 1:
                     means.narrow(dim, i, 1).mul_(factor)
         return means
@@ -250,6 +250,15 @@ class Pool(nn.Module):
     def _real_pixel_factors(self, size: int) -> list[float]:
         """For each output position along a dimension of ``size`` pixels: k over its window's real pixels."""
         return [self.k / (last - first + 1) for first, last in self._windows(size)]
+
+    def _real_pixel_scale(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """The factors of both dimensions as one (rows, columns) map on ``like``'s device and dtype, made once
+        per input size."""
+        key = (height, width, like.device, like.dtype)
+        if key not in self._scales:
+            rows, cols = self._real_pixel_factors(height), self._real_pixel_factors(width)
+            self._scales[key] = (torch.tensor(rows)[:, None] * torch.tensor(cols)).to(like)
+        return self._scales[key]
 
     def _running_max(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         """The max over each window along ``dim``: offset 0 of every window is a real pixel, so
