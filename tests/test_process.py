@@ -4,6 +4,7 @@ in others (in a child process, so the test run's own allocator stays as it is)."
 from __future__ import annotations
 
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -54,9 +55,12 @@ def test_keep_freed_memory_stops_page_faults_of_reallocated_tensors(keep: bool, 
     result = subprocess.run([sys.executable, "-c", CHILD, "keep" if keep else "default", where],
                             capture_output=True, text=True, check=True)
     threads, *faults_of_rounds = map(int, result.stdout.split())  # page faults of the work, once warm
-    # the fewest of several: the count is the whole process's, and the kernel may fault a kept page
-    # now and then on its own (NUMA balancing, compaction)
-    faults = min(faults_of_rounds)
-    # glibc's default maps a block of 40 MiB afresh each time, and the threads' arenas unmap theirs
-    assert (faults < PAGES / 100) if keep else (faults > PAGES / 2), result.stdout
+    if keep:
+        # the fewest of several: the count is the whole process's, and the kernel may fault a kept page
+        # now and then on its own (NUMA balancing, compaction)
+        assert min(faults_of_rounds) < PAGES / 100, result.stdout
+    else:
+        # glibc's default maps a block of 40 MiB afresh each time (10,240 faults), and the threads' arenas
+        # unmap theirs: 4,000-75,000 faults a round here, as the threads' work interleaves
+        assert statistics.median(faults_of_rounds) > PAGES / 4, result.stdout
     assert threads == 1
