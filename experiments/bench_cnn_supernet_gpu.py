@@ -28,6 +28,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics.functional import spearman_corrcoef
 
 from common import ROOT, StepTimer, load_config, report
 from naolit.data.fake_cifar import fake_images
@@ -76,19 +77,9 @@ def timed_scores(model: pl.LightningModule, archs: list, warm_up: list, batch: t
     return time.perf_counter() - start, torch.tensor(scores, dtype=torch.float64)
 
 
-def average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks of ``values`` (0-based), tied values sharing the mean of their ranks."""
-    order = values.argsort()
-    ranks = torch.empty_like(values)
-    ranks[order] = torch.arange(len(values), dtype=values.dtype)
-    distinct, group = torch.unique(values, return_inverse=True)
-    sums = torch.zeros(len(distinct), dtype=values.dtype).index_add_(0, group, ranks)
-    return (sums / torch.bincount(group).to(values.dtype))[group]
-
-
 def compare_scores(reference: torch.Tensor, other: torch.Tensor) -> dict:
     """How far ``other`` is from ``reference``: largest difference, Spearman correlation, top-10 overlap."""
-    spearman = torch.corrcoef(torch.stack([average_ranks(reference), average_ranks(other)]))[0, 1]
+    spearman = spearman_corrcoef(reference, other)  # ties share their mean rank
     top = min(10, len(reference))
     overlap = set(reference.topk(top).indices.tolist()) & set(other.topk(top).indices.tolist())
     return {"max_score_difference": round(float((reference - other).abs().max()), 4),
