@@ -61,6 +61,6 @@ def test_keep_freed_memory_stops_page_faults_of_reallocated_tensors(keep: bool, 
         assert min(faults_of_rounds) < PAGES / 100, result.stdout
     else:
         # glibc's default maps a block of 40 MiB afresh each time (10,240 faults), and the threads' arenas
-        # unmap theirs: 4,000-75,000 faults a round here, as the threads' work interleaves
-        assert statistics.median(faults_of_rounds) > PAGES / 4, result.stdout
+        # unmap theirs: 4,000-75,000 faults a round here, as the threads' work interleaves, so the median
+        assert statistics.median(faults_of_rounds) > PAGES / 2, result.stdout
     assert threads == 1
