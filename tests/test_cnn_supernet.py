@@ -69,10 +69,12 @@ def test_every_op_trains_in_normal_and_reduction_cells() -> None:
             assert used <= {op}  # weights of the other ops are not touched
 
 
-def test_trains_under_mixed_precision_and_scores_under_autocast() -> None:
+@pytest.mark.parametrize("score_workers", [1, 2])
+def test_trains_under_mixed_precision_and_scores_under_autocast(score_workers: int) -> None:
     """Lightning refuses to clip the gradients of a fused optimizer under mixed precision, so there the
-    supernet steps with foreach SGD; scoring in the calling thread follows its autocast."""
-    model = CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, score_workers=1)
+    supernet steps with foreach SGD; scoring follows the caller's autocast, in the calling thread or in
+    the scoring workers."""
+    model = CNNSupernet(SPACE, num_classes=4, layers=1, channels=4, score_workers=score_workers)
     data = Synthetic(size=32)  # the auxiliary head needs 8x8 maps after the second reduction
     fit = trainer(3, precision="bf16-mixed")
     fit.fit(model, data)

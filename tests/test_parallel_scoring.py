@@ -37,6 +37,20 @@ def test_map_keeps_the_order_runs_in_inference_mode_and_raises() -> None:
         map_in_inference_mode(fail_at_3, 5, workers=2)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_map_runs_under_the_callers_autocast(dtype: torch.dtype) -> None:
+    """Autocast is thread-local, so the workers enter the caller's themselves: a supernet scored under
+    autocast would otherwise mix the caller's low-precision stem outputs with float32 weights."""
+
+    def autocast_of(i: int) -> tuple[bool, torch.dtype]:
+        time.sleep(0.01)
+        return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    with torch.autocast("cpu", dtype=dtype):
+        assert map_in_inference_mode(autocast_of, 4, workers=2) == [(True, dtype)] * 4
+    assert all(not enabled for enabled, _ in map_in_inference_mode(autocast_of, 4, workers=2))
+
+
 def test_workers_share_out_the_threads() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(4)

@@ -61,11 +61,14 @@ def threads_per_worker(workers: int) -> Iterator[None]:
 
 
 def map_in_inference_mode(fn: Callable[[int], T], count: int, workers: int) -> list[T]:
-    """``[fn(i) for i in range(count)]`` under ``torch.inference_mode``, spread over ``workers``
-    threads (in order of ``i``, each taking the next index when free). Exceptions propagate."""
+    """``[fn(i) for i in range(count)]`` under ``torch.inference_mode`` and the caller's CPU autocast
+    (on or off, and its dtype), spread over ``workers`` threads (in order of ``i``, each taking the next
+    index when free). Exceptions propagate."""
+    autocast = {"enabled": torch.is_autocast_enabled("cpu"), "dtype": torch.get_autocast_dtype("cpu")}
 
     def call(i: int) -> T:
-        with torch.inference_mode():  # thread-local: each worker enters it itself
+        # both are thread-local: each worker enters them itself
+        with torch.inference_mode(), torch.autocast("cpu", **autocast):
             return fn(i)
 
     if workers <= 1 or count <= 1:
