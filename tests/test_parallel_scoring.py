@@ -43,7 +43,6 @@ def test_map_runs_under_the_callers_autocast(dtype: torch.dtype) -> None:
     autocast would otherwise mix the caller's low-precision stem outputs with float32 weights."""
 
     def autocast_of(i: int) -> tuple[bool, torch.dtype]:
-        time.sleep(0.01)
         return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
 
     with torch.autocast("cpu", dtype=dtype):
