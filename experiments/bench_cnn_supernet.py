@@ -1,91 +1,106 @@
-"""CNN supernet speed at the reference's tiny setting (speed only: the images are random).
+"""CNN supernet speed at the reference's tiny setting, plain against ``accel`` (the opt-in CPU speed-ups),
+paired in one process (speed only: the images are random).
 
-    python experiments/bench_cnn_supernet.py [--steps 40] [--archs 10 100] [--threads 1] [--out PATH] [hydra overrides]
+    python experiments/bench_cnn_supernet.py [--rounds 10] [--steps 20] [--archs 10] [--threads 2]
+                                             [--pieces batch_norm avg_pool] [--out PATH] [hydra overrides]
 
 The supernet of conf/model/cnn_supernet.yaml with 1 normal cell per stage (5 cells), B=5 nodes, F=8,
-the auxiliary head and drop-path on, batch 32 of 32x32 images, 10 classes. Reports
-- seconds per training step through the Lightning Trainer (architecture draw, forward, backward,
-  clipping, SGD, scheduler, logging, data loading: the time between consecutive batch ends),
-- seconds per architecture scored on 256 validation images (one batch, ``CNNSupernet.score``), for
-  each number of architectures scored together in one call (``--archs``: 10, and 100 as a search
-  scoring a small pool does; architectures scored together share the branches on the stem and the
-  scoring threads),
-each the median after warm-up, with the CPU time of this process beside it (the wall time grows when
-other processes share the cores; the load average is printed too), and the fastest scoring call (each
-scores the same architectures, and noise on a shared machine only adds time). Writes the figures as JSON.
+the auxiliary head and drop-path on; batch 32 of 32x32 images, 10 classes. Two copies with the same
+weights: the plain one and one through ``naolit.accel.accelerate`` (every speed-up, or ``--pieces``).
+They run in alternation (``paired_rounds``); each round, each copy
+- trains ``--steps`` steps (forward, auxiliary loss, backward, gradient clipping, SGD; the round's
+  architectures, drawn uniformly, are the same for both), and
+- scores ``--archs`` architectures on 256 validation images (``CNNSupernet.score``, one call).
+Reported: the median seconds per training step and per architecture scored for each copy, the
+per-round ratios accel / plain, and the ratio for a whole search at the paper's schedule (NAO.md): each
+round of the search trains on 30 epochs of 45,000 images and scores 1,000 architectures on 500 images,
+costed here per image from the two medians of each copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
-import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
-from torch.utils.data import DataLoader, TensorDataset
 
-from common import ROOT, StepTimer, load_config, report
-from naolit.process import configure_process
+from common import ROOT, load_config, paired_rounds, report
+from naolit.accel import PIECES, accelerate
 
 TINY = ["space=cnn", "model=cnn_supernet", "model.layers=1", "model.channels=8", "model.arch_sampling=uniform"]
+BATCH, SCORE_IMAGES = 32, 256
+SEARCH_TRAIN_IMAGES, SEARCH_SCORED_ARCHS, SEARCH_SCORE_IMAGES = 30 * 45_000, 1_000, 500  # per round, paper
 
 
-def time_scoring(model: pl.LightningModule, space: Any, batch: tuple, count: int, repeats: int) -> dict:
-    """Wall and CPU seconds per architecture (median and fastest of ``repeats`` calls) scoring ``count``
-    architectures together on ``batch``."""
-    archs = [tuple(a) for a in space.sample(count, torch.Generator().manual_seed(0)).tolist()]
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        model.score(archs, [batch])
-        walls.append((time.perf_counter() - wall) / count)
-        cpus.append((time.process_time() - cpu) / count)
-    return {"archs_together": count, "seconds_per_arch": round(statistics.median(walls), 4),
-            "cpu_seconds_per_arch": round(statistics.median(cpus), 4),
-            "fastest_seconds_per_arch": round(min(walls), 4)}
+def train_steps(model: pl.LightningModule, optimizer: torch.optim.Optimizer, data: list, archs: list) -> float:
+    """Seconds for one training step per (batch, architecture), as ``CNNSupernet.training_step`` does it."""
+    hp = model.hparams
+    start = time.perf_counter()
+    for (x, y), arch in zip(data, archs):
+        logits, aux_logits = model.net(x, arch)
+        loss = F.cross_entropy(logits, y) + hp.aux_weight * F.cross_entropy(aux_logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
+        optimizer.step()
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40, help="training steps (the first 5 warm up)")
-    parser.add_argument("--archs", type=int, nargs="+", default=[10, 100], help="architectures per scoring call")
-    parser.add_argument("--repeats", type=int, default=5, help="timed scoring calls (after one warm-up)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds of each copy (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per round")
+    parser.add_argument("--archs", type=int, default=10, help="architectures scored per round")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--pieces", nargs="+", choices=sorted(PIECES), default=None, help="speed-ups (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "cnn_supernet.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    cfg = load_config([*TINY, f"threads={args.threads}", *args.overrides])
-    configure_process(cfg)  # as train.py does: threads, allocator
+    cfg = load_config([*TINY, *args.overrides])
+    torch.set_num_threads(args.threads)
     pl.seed_everything(0, verbose=False)
     space = instantiate(cfg.space)
-    model = instantiate(cfg.model, num_classes=10)
-    images, labels = torch.randn(32 * args.steps, 3, 32, 32), torch.randint(10, (32 * args.steps,))
-    timer = StepTimer()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, callbacks=[timer], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=32))
-    step_wall, step_cpu = statistics.median(timer.wall[4:]), statistics.median(timer.cpu[4:])
+    plain = instantiate(cfg.model, num_classes=10)
+    plain.net.drop_path_prob = cfg.model.drop_path_prob / 2  # mid-search
+    models = {"plain": plain, "accel": accelerate(copy.deepcopy(plain), args.pieces)}
+    optimizers = {name: model.configure_optimizers()[0][0] for name, model in models.items()}
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(BATCH, 3, 32, 32, generator=g), torch.randint(10, (BATCH,), generator=g))
+            for _ in range(args.steps)]
+    score_batch = (torch.randn(SCORE_IMAGES, 3, 32, 32, generator=g), torch.randint(10, (SCORE_IMAGES,), generator=g))
 
-    batch = (torch.randn(256, 3, 32, 32), torch.randint(10, (256,)))
-    model.score([tuple(space.sample(1, torch.Generator().manual_seed(0))[0].tolist())], [batch])  # warm-up
-    scoring = [time_scoring(model, space, batch, count, args.repeats) for count in args.archs]
+    def archs(count: int, round_: int, salt: int) -> list:
+        generator = torch.Generator().manual_seed(1000 * salt + round_ + 1)
+        return [tuple(a) for a in space.sample(count, generator).tolist()]
 
+    def search_round(name: str):
+        """One round of work for copy ``name``: its seconds per training step and per architecture scored,
+        and what a round of the paper's search would cost at those speeds."""
+        def run(r: int) -> dict[str, float]:
+            step = train_steps(models[name], optimizers[name], data, archs(args.steps, r, 1)) / args.steps
+            start = time.perf_counter()
+            models[name].score(archs(args.archs, r, 2), [score_batch])
+            per_arch = (time.perf_counter() - start) / args.archs
+            search = (SEARCH_TRAIN_IMAGES * step / BATCH
+                      + SEARCH_SCORED_ARCHS * SEARCH_SCORE_IMAGES * per_arch / SCORE_IMAGES)
+            return {"train_step_seconds": step, "score_seconds_per_arch": per_arch, "search_round_seconds": search}
+        return run
+
+    measures = paired_rounds({name: search_round(name) for name in models}, args.rounds)
     result = {
         "setting": {"layers": cfg.model.layers, "channels": cfg.model.channels, "nodes": space.num_nodes,
-                    "batch": 32, "score_images": 256, "auxiliary": cfg.model.auxiliary,
-                    "channels_last": cfg.model.channels_last, "threads": torch.get_num_threads(),
-                    "keep_freed_memory": cfg.keep_freed_memory},
-        "seconds_per_train_step": round(step_wall, 4),
-        "cpu_seconds_per_train_step": round(step_cpu, 4),
-        "scoring_256_images": scoring,
+                    "batch": BATCH, "score_images": SCORE_IMAGES, "channels_last": cfg.model.channels_last,
+                    "threads": torch.get_num_threads(), "pieces": args.pieces or sorted(PIECES),
+                    "rounds": args.rounds, "steps_per_round": args.steps, "archs_per_round": args.archs},
+        "plain_vs_accel": measures,
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "cpu_count": os.cpu_count(),
     }
     report(result, args.out)
 

@@ -50,6 +50,29 @@ def median_seconds(fn: Callable[[], object], repeats: int, warm_ups: int = 1) ->
     return statistics.median(seconds)
 
 
+def paired_rounds(runs: dict[str, Callable[[int], dict[str, float]]], rounds: int) -> dict[str, dict]:
+    """Run the two ``runs`` (name -> fn(r) returning named measures of round r, e.g. seconds per step)
+    in alternation, after one untimed round each, the order swapped every round so that drift and
+    warm caches favour neither. Per measure: each run's median and the per-round ratio second / first
+    (median, min, max): on a shared machine the ratio of neighbouring measurements holds where
+    absolute times drift."""
+    (first, second), fns = list(runs), list(runs.values())
+    for fn in fns:
+        fn(-1)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+    for r in range(rounds):
+        for name in (runs if r % 2 == 0 else reversed(list(runs))):
+            results[name].append(runs[name](r))
+    summary = {}
+    for measure in results[first][0]:
+        a, b = ([round_[measure] for round_ in results[name]] for name in (first, second))
+        ratios = [y / x for x, y in zip(a, b)]
+        summary[measure] = {first: round(statistics.median(a), 5), second: round(statistics.median(b), 5),
+                            f"ratio_{second}_to_{first}": round(statistics.median(ratios), 3),
+                            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+    return summary
+
+
 class StepTimer(pl.Callback):
     """Wall and CPU seconds between consecutive training batch ends (on a GPU, after its queued work)."""
 

@@ -24,6 +24,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     datamodule.prepare_data()
     datamodule.setup("fit")
     model = instantiate(cfg.model, **datamodule.model_kwargs())
+    if cfg.accel:
+        from naolit.accel import accelerate  # the opt-in seam: nothing else imports the CPU speed-ups
+
+        accelerate(model)
     trainer = instantiate(cfg.trainer, callbacks=instantiate_entries(cfg, "callbacks"),
                           logger=build_loggers(cfg) or False)
     return datamodule, model, trainer

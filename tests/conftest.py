@@ -19,6 +19,10 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 os.environ.setdefault("NAOLIT_DATA_DIR", str(DATA))
 
 
+# Child processes of tests (train.py, benchmark scripts) run on one torch thread too: see one_thread.
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """The tests' tensors are tiny: a second intra-op thread only waits for a busy core (tens of ms per op,

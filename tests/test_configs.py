@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ from naolit.controller import NAOController
 from naolit.search.strategies import NAOStrategy, RandomSearch, RegularizedEvolution
 from naolit.spaces import CNNCellSpace, NB201Space, RNNCellSpace
 
-from conftest import CONF, DATA, ROOT
+from conftest import CHILD_ENV, CONF, DATA, ROOT
 
 
 @pytest.mark.parametrize("space, cls, seq_len",
@@ -54,7 +53,7 @@ def test_train_py_runs_a_tiny_search_from_the_command_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "train.py", "+experiment=nb201_nao", "strategy=re", "search.budget=40",
          f"hydra.run.dir={tmp_path}", "logger=csv"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "NAOLIT_DATA_DIR": str(DATA)},
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**CHILD_ENV, "NAOLIT_DATA_DIR": str(DATA)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "best_genotype.json").is_file() and (tmp_path / "curve.png").is_file()

@@ -3,17 +3,16 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import CHILD_ENV, ROOT
 
 
 def test_gpu_benchmark_script_runs_on_the_cpu_at_tiny_sizes(tmp_path) -> None:
     out = tmp_path / "gpu.json"
     run = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_cnn_supernet_gpu.py"), "--device", "cpu",
                           "--steps", "12", "--batch", "8", "--archs", "12", "--score-images", "16", "--out", str(out),
-                          "model.layers=1", "model.channels=4", "model.score_workers=1"],
-                         capture_output=True, text=True, timeout=300)
+                          "model.layers=1", "model.channels=4"],
+                         capture_output=True, text=True, timeout=300, env=CHILD_ENV)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     assert set(result["training"]) == {"float32", "bfloat16"}

@@ -4,16 +4,13 @@ mirror of the supernet, averaged SGD and resuming from checkpoints."""
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-import naolit.models.linear_cross_entropy as linear_cross_entropy_module
 from naolit import fit
 from naolit.data import LanguageModelingDataModule
 from naolit.models.language_model import RNNLanguageModel
-from naolit.models.linear_cross_entropy import linear_cross_entropy
 from naolit.models.rnn import RNNModel
 from naolit.spaces import InvalidArchitecture, RNNCellSpace
 from naolit.supernets.rnn import RNNSupernet
@@ -57,27 +54,6 @@ def test_the_fixed_model_mirrors_the_supernet():
         expected = supernet.net.run(tokens, hidden, supernet.nodes(arch))
         torch.manual_seed(0)
         assert torch.equal(model(tokens, hidden), expected)
-
-
-@pytest.mark.parametrize("block", [3, 1000])
-@pytest.mark.parametrize("size", [1.0, 100.0])  # logits of a few units (exp unshifted), and of hundreds
-def test_linear_cross_entropy_in_blocks_equals_the_plain_one(monkeypatch, block, size):
-    monkeypatch.setattr(linear_cross_entropy_module, "LOGITS_PER_BLOCK", 20 * block)  # 20 classes
-    shapes = [(7, 5), (20, 5), (20,)]  # x, weight, bias
-    x, weight, bias = ((size * torch.randn(*shape, dtype=torch.float32)).requires_grad_() for shape in shapes)
-    targets = torch.randint(20, (7,))
-    got = linear_cross_entropy(x, weight, bias, targets)
-    want = F.cross_entropy(F.linear(x, weight, bias), targets, reduction="none")
-    assert torch.isfinite(got).all() and torch.allclose(got, want, rtol=1e-5, atol=1e-5 * size**2)
-    for reduce in (torch.mean, torch.sum):
-        inputs = (x, weight, bias)
-        grads = torch.autograd.grad(reduce(got), inputs, retain_graph=True)
-        for g, w in zip(grads, torch.autograd.grad(reduce(want), inputs, retain_graph=True)):
-            assert torch.allclose(g, w, rtol=1e-4, atol=1e-5 * size)
-    with pytest.raises(RuntimeError, match="the rows' gradients differ"):
-        (got * torch.arange(7)).sum().backward()
-    with torch.no_grad():
-        assert torch.equal(linear_cross_entropy(x, weight, bias, targets), got)
 
 
 @pytest.fixture(scope="module")

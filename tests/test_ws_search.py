@@ -2,7 +2,6 @@
 and DDP on two CPU processes. One callback and one loop drive both supernets."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from naolit.data import write_fake_cifar
 from naolit.fit import build, run
 from naolit.search import SearchCallback
 
-from conftest import ROOT
+from conftest import CHILD_ENV, ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # The search at toy size: 10 random architectures, then rounds of 4 new (3 NAO + 1 random) in a pool of 12,
@@ -128,9 +127,9 @@ def test_an_interrupted_search_resumes_to_the_same_pool_and_history(ws_cfg):
 def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_resumes_in_one(ws_cfg, experiment, tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"), OMP_NUM_THREADS="1")
+    env = dict(CHILD_ENV, PYTHONPATH=str(ROOT / "tests"))
     overrides = [*experiment[1], "trainer=ddp_cpu"]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                     str(ROOT / "tests" / "ddp_search_worker.py"), str(out), *overrides],
                    cwd=ROOT, env=env, check=True, timeout=600)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from naolit.models.cnn_ops import OPS, CellState, FactorizedReduce, ReLUConvBN, preprocess, run_branch
+from naolit.models.cnn_ops import OPS, FactorizedReduce, ReLUConvBN, cell_states
 from naolit.modes import eval_mode
 from naolit.spaces.cnn import CNNCellSpace
 
@@ -45,13 +45,11 @@ class Cell(nn.Module):
         ])
         self.concat = list(concat)
 
-    def forward(self, s0: CellState, s1: CellState, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         """The cell's output for the outputs ``s0``, ``s1`` of the two cells before it."""
-        states = [preprocess(self.preprocess0, s0), preprocess(self.preprocess1, s1)]
-        for (in_a, in_b), (op_a, op_b) in zip(self.inputs, self.ops):
-            states.append(CellState(run_branch(op_a, states[in_a], drop_prob, self.training)
-                                    + run_branch(op_b, states[in_b], drop_prob, self.training)))
-        return torch.cat([states[i].value for i in self.concat], dim=1)
+        nodes = [tuple(zip(inputs, ops)) for inputs, ops in zip(self.inputs, self.ops)]
+        states = cell_states([self.preprocess0(s0), self.preprocess1(s1)], nodes, drop_prob, self.training)
+        return torch.cat([states[i] for i in self.concat], dim=1)
 
 
 class AuxHead(nn.Module):
@@ -65,15 +63,14 @@ class AuxHead(nn.Module):
             nn.Conv2d(c_in, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
-            nn.Flatten(),  # the 2x2 conv over the 2x2 map, as the linear layer it is (faster on CPU)
-            nn.Linear(128 * 2 * 2, 768, bias=False),
-            nn.BatchNorm1d(768),
+            nn.Conv2d(128, 768, 2, bias=False),  # 2x2 -> 1x1
+            nn.BatchNorm2d(768),
             nn.ReLU(inplace=True),
         )
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x).flatten(1))
 
 
 class NASNetwork(nn.Module):
@@ -81,8 +78,7 @@ class NASNetwork(nn.Module):
 
     ``drop_path_prob`` may be changed between epochs (a schedule); it applies while training, to every
     branch but the parameter-free identity. The auxiliary head reads the output of the second reduction
-    cell (2/3 of the depth) and only runs while training. On CPU, channels-last tensors (the network
-    and its inputs ``.to(memory_format=torch.channels_last)``) run 1.5-2x faster.
+    cell (2/3 of the depth) and only runs while training.
     """
 
     def __init__(self, space: CNNCellSpace, arch: Sequence[int], num_classes: int, layers: int, channels: int,
@@ -113,12 +109,12 @@ class NASNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux_logits = None
-        s0 = s1 = CellState(self.stem(x))  # each cell output is preprocessed by the next two cells
+        s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, CellState(cell(s0, s1, self.drop_path_prob))
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_index and self.aux_head is not None and self.training:
-                aux_logits = self.aux_head(s1.value)
-        logits = self.classifier(self.global_pooling(s1.value).flatten(1))
+                aux_logits = self.aux_head(s1)
+        logits = self.classifier(self.global_pooling(s1).flatten(1))
         return logits, aux_logits
 
 

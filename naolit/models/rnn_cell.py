@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from naolit.models.linear_cross_entropy import linear_cross_entropy
-
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda h: h,
 }
@@ -125,11 +123,14 @@ class RecurrentLM(nn.Module):
 
     def nll(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Cross-entropy of each target word (targets.numel(),) given the cell outputs (..., hidden) (any
-        leading shape matching ``targets``), with output dropout when training. Differentiable through
-        its mean or sum (see ``linear_cross_entropy``)."""
+        leading shape matching ``targets``), with output dropout when training."""
         dropped = masked(outputs, locked_mask(outputs, self.dropout_output, self.training))
-        return linear_cross_entropy(dropped.reshape(-1, self.hidden_size), self.embedding, self.decoder_bias,
-                                    targets.reshape(-1))
+        return self.decoder_nll(dropped.reshape(-1, self.hidden_size), targets.reshape(-1))
+
+    def decoder_nll(self, x: Tensor, targets: Tensor) -> Tensor:
+        """Cross-entropy (rows,) of the tied decoder's logits ``x @ embedding.T + bias`` (x: (rows, hidden))
+        against ``targets`` (rows,)."""
+        return F.cross_entropy(F.linear(x, self.embedding, self.decoder_bias), targets, reduction="none")
 
     def init_hidden(self, batch_size: int) -> Tensor:
         """The zero state h_0 of ``batch_size`` streams."""

@@ -125,8 +125,8 @@ class RNNSupernet(Supernet):
         for inputs, targets in windows:
             outputs = self._recur_together(inputs, hidden, sources, weights, activations)
             hidden = outputs[-1]
-            per_word = self.net.nll(outputs.transpose(0, 1), targets.expand(len(archs), -1, -1))
-            nll += per_word.view(len(archs), -1).sum(1)
+            # the decoder one cell at a time: the logits of every cell at once would take cells times the memory
+            nll += torch.stack([self.net.nll(outputs[:, cell], targets).sum() for cell in range(len(archs))])
             tokens += targets.numel()
         return (nll / tokens).exp().tolist()
 

@@ -1,9 +1,9 @@
 """Batch norm forward + backward with batch statistics on channels-last CPU batches: PyTorch's native
-kernel against ``naolit.models.batch_norm.PixelMatrixBatchNorm``, over channel counts and sizes.
+kernel against ``naolit.accel.batch_norm.PixelMatrixBatchNorm``, over channel counts and sizes.
 
-    python experiments/bench_batch_norm.py [--threads 2] [--repeats 30] [--out PATH]
+    python experiments/accel/bench_batch_norm.py [--threads 2] [--repeats 30] [--out PATH]
 
-``naolit.models.batch_norm.BatchNorm2d`` takes the pixel-matrix path where the channel count is below 32
+``naolit.accel.batch_norm.PixelMatrixBatchNorm2d`` takes the pixel-matrix path where the channel count is below 32
 and not a multiple of 16 and the batch holds at least 8192 pixels; this prints both timings for every
 shape, and which one that rule picks, so the rule can be checked on another CPU. Times are medians in milliseconds.
 """
@@ -11,13 +11,15 @@ shape, and which one that rule picks, so the rule can be checked on another CPU.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from common import ROOT, median_seconds, report
-from naolit.models.batch_norm import PixelMatrixBatchNorm, pixel_matrix_is_faster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
+from common import ROOT, median_seconds, report  # noqa: E402
+from naolit.accel.batch_norm import PixelMatrixBatchNorm, pixel_matrix_is_faster  # noqa: E402
 
 SHAPES = [(32, c, 32, 32) for c in (8, 12, 16, 20, 24, 32, 40, 48)] + [
     (32, 8, 16, 16), (32, 8, 8, 8), (32, 24, 16, 16), (32, 40, 8, 8), (32, 16, 16, 16),

@@ -7,13 +7,13 @@ needed it is computed in the same pass (softmax - one-hot, then its two products
 logits are computed once. That needs the gradient to be the same for every row, as it is for a
 mean or a sum of the values. The bias rides along as one more input feature (x gets a column of
 ones, the weight a row of biases): one product gives the logits, one the weight's and bias's
-gradient. On a GPU the whole input is one block.
+gradient.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 # Logits per block on a CPU (4 MB of float32; measured best on a 2 MB-L2 Xeon). Speed only: results are equal.
 LOGITS_PER_BLOCK = 2**20
@@ -71,7 +71,17 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor, targets: Tenso
     (rows,), for ``x`` (rows, features), ``weight`` (classes, features), ``bias`` (classes,).
     Equal to ``F.cross_entropy(F.linear(x, weight, bias), targets, reduction="none")`` without ever
     holding all the logits; differentiable in ``x``, ``weight`` and ``bias`` through its mean or sum."""
-    block = x.size(0) if x.is_cuda else max(1, LOGITS_PER_BLOCK // weight.size(0))
+    block = max(1, LOGITS_PER_BLOCK // weight.size(0))
     # Decided here: inside forward, autograd is always off (and ctx.needs_input_grad ignores no_grad).
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias))
     return _LinearCrossEntropy.apply(x, weight, bias, targets, block, needs_grad)
+
+
+class BlockwiseDecoderLoss(nn.Module):
+    """Mixin for ``naolit.models.rnn_cell.RecurrentLM``: the tied decoder's cross-entropy through
+    ``linear_cross_entropy`` on the CPU (elsewhere the language model's own)."""
+
+    def decoder_nll(self, x: Tensor, targets: Tensor) -> Tensor:
+        if not x.is_cpu:
+            return super().decoder_nll(x, targets)
+        return linear_cross_entropy(x, self.embedding, self.decoder_bias, targets)

@@ -1,13 +1,12 @@
-"""``BatchNorm2d``: ``nn.BatchNorm2d`` with a faster CPU path for channels-last batches with few channels.
+"""Batch norm with batch statistics on the CPU, for channels-last batches with few channels.
 
 PyTorch's channels-last CPU batch norm walks the pixels one row of C channels at a time. Where C is
 not a multiple of 16 its forward and backward together run 2-4 times slower per value than at 16 or
-32 channels (measured with AVX-512 and with AVX2 dispatch; ``experiments/bench_batch_norm.py``), and
-the supernet's first stage has 8 channels at the reference's size (20 at the paper's). There, below
-32 channels, when it normalises with batch statistics and keeps no running ones (the supernet),
-``BatchNorm2d`` computes the statistics and the gradients as wide-view column reductions and Gram
-products of the pixel matrix (``naolit.models.pixel_matrix``): a few passes over memory that keep
-every vector lane busy. Small batches (fewer than 8192 pixels) stay on the native kernel, which
+32 channels (``experiments/accel/bench_batch_norm.py``), and the supernet's first stage has 8
+channels at the reference's size (20 at the paper's). There, below 32 channels, when it normalises
+with batch statistics and keeps no running ones (the supernet), ``PixelMatrixBatchNorm2d`` computes
+the statistics and the gradients as wide-view column reductions and Gram products of the pixel matrix
+(``naolit.accel.pixel_matrix``): a few passes over memory that keep every vector lane busy. Small batches (fewer than 8192 pixels) stay on the native kernel, which
 wins where fixed costs dominate.
 """
 
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from naolit.models.pixel_matrix import (add_scaled_columns_, column_mean_variance, column_sums, gram, pixels,
+from naolit.accel.pixel_matrix import (add_scaled_columns_, column_mean_variance, column_sums, gram, pixels,
                                         scale_and_shift_columns)
 
 NATIVE_FAST_CHANNEL_MULTIPLE = 16  # channel counts at which the native kernel runs at full speed
@@ -28,7 +27,7 @@ MIN_PIXELS = 8192  # below this the native kernel's lower fixed cost wins
 CANCELLATION_LIMIT = 1 / 8 ** 2
 
 
-class BatchNorm2d(nn.BatchNorm2d):
+class PixelMatrixBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters and buffers, same results up to rounding) that normalises
     float32 channels-last CPU batches with few channels through ``PixelMatrixBatchNorm`` where it keeps
     no running statistics."""
