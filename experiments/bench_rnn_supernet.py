@@ -2,11 +2,13 @@
 (the opt-in CPU speed-ups), paired in one process.
 
     python experiments/bench_rnn_supernet.py [--data-dir DIR] [--rounds 10] [--steps 10] [--archs 32]
-                                             [--threads 1] [--out FILE.json] [hydra overrides]
+                                             [--threads 1] [--batch 64] [--device cpu] [--out FILE.json]
+                                             [hydra overrides, e.g. model.hidden_size=300]
 
 Embedding = hidden = 64, batch 64, bptt 35 (fixed-length windows, so that every step does the same
 work), the 11-node cell, PTB's 10,000-word vocabulary; otherwise the rnn_supernet config (dropouts,
-TAR, SGD, clipping). Two copies with the same weights, the plain one and one through
+TAR, SGD, clipping). On a GPU (``--device cuda``) the speed-ups leave everything as it is: there the
+two copies measure the same code. Two copies with the same weights, the plain one and one through
 ``naolit.accel.accelerate``, run in alternation (``paired_rounds``); each round, each copy
 - trains ``--steps`` steps on consecutive training windows (forward, loss with TAR, backward,
   clipping, SGD; the round's cells, drawn uniformly, are the same for both), and
@@ -33,14 +35,14 @@ from common import DEFAULT_DATA_DIR, ROOT, load_config, paired_rounds, report
 from naolit.accel import PIECES, accelerate
 from naolit.models.rnn_cell import lm_loss
 
-BATCH, BPTT = 64, 35
+BPTT = 35
 SEARCH_TRAIN_WORDS, SEARCH_SCORED_ARCHS = 200 * 929_589, 1_000  # per round, paper
 
 
 def train_steps(supernet: pl.LightningModule, optimizer: torch.optim.Optimizer, windows: list, archs: list) -> float:
     """Seconds for one training step per (window, cell), as ``RNNSupernet.training_step`` does it."""
     hp, net = supernet.hparams, supernet.net
-    hidden = net.init_hidden(BATCH)
+    hidden = net.init_hidden(windows[0][0].size(1))
     start = time.perf_counter()
     for (inputs, targets), arch in zip(windows, archs):
         outputs = net.run(inputs, hidden, supernet.nodes(arch))
@@ -50,7 +52,14 @@ def train_steps(supernet: pl.LightningModule, optimizer: torch.optim.Optimizer, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(supernet.parameters(), hp.clip)
         optimizer.step()
+    synchronize(supernet.device)
     return time.perf_counter() - start
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's), so that wall times count it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -61,24 +70,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
     parser.add_argument("--archs", type=int, default=32, help="cells scored per round")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=64, help="training and scoring streams")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda")
     parser.add_argument("--pieces", nargs="+", choices=sorted(PIECES), default=None, help="speed-ups (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "rnn_supernet.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     cfg = load_config(["space=rnn", "data=ptb", "model=rnn_supernet", f"paths.data_dir={args.data_dir}",
-                       f"data.batch_size={BATCH}", f"data.eval_batch_size={BATCH}", "data.variable_bptt=false",
+                       f"data.batch_size={args.batch}", f"data.eval_batch_size={args.batch}", "data.variable_bptt=false",
                        "model.hidden_size=64", "model.arch_sampling=uniform", *args.overrides])
     torch.set_num_threads(args.threads)
     pl.seed_everything(0, verbose=False)
     data = instantiate(cfg.data)
     data.prepare_data()
     data.setup("fit")
-    plain = instantiate(cfg.model, **data.model_kwargs())
+    plain = instantiate(cfg.model, **data.model_kwargs()).to(args.device)
     space = plain.space
     models = {"plain": plain, "accel": accelerate(copy.deepcopy(plain), args.pieces)}
     optimizers = {name: model.configure_optimizers() for name, model in models.items()}
     loader = iter(data.train_dataloader())
-    windows = [next(loader) for _ in range(args.steps)]
+    windows = [tuple(t.to(args.device) for t in next(loader)) for _ in range(args.steps)]
     score_window = next(iter(data.val_dataloader()))
 
     def search_round(name: str):
@@ -92,12 +103,13 @@ def main() -> None:
             start = time.perf_counter()
             models[name].score(archs[args.steps:], [score_window])
             per_arch = (time.perf_counter() - start) / args.archs
-            search = SEARCH_TRAIN_WORDS * step / (BATCH * BPTT) + SEARCH_SCORED_ARCHS * per_arch
+            search = SEARCH_TRAIN_WORDS * step / (args.batch * BPTT) + SEARCH_SCORED_ARCHS * per_arch
             return {"train_step_seconds": step, "score_seconds_per_arch": per_arch, "search_round_seconds": search}
         return run
 
     result = {
-        "setting": {"hidden_size": cfg.model.hidden_size, "batch_size": BATCH, "bptt": BPTT,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
+        "setting": {"hidden_size": cfg.model.hidden_size, "batch_size": args.batch, "bptt": BPTT,
                     "num_nodes": space.num_nodes, "vocab_size": data.vocab_size, "archs_per_round": args.archs,
                     "steps_per_round": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
                     "pieces": args.pieces or sorted(PIECES)},
