@@ -1,5 +1,6 @@
 """naolit's single entry point: `python train.py +experiment=NAME [overrides]` (see README)."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,14 +10,20 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+log = logging.getLogger(__name__)
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    """Run the job ``cfg.entry`` names; returns its ``optimized_metric`` (what a sweeper optimises)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    summary = get_method(cfg.entry)(cfg)
-    return summary.get("best_test", summary.get("best_score")) if summary else None  # for the Optuna sweeper
+    metrics = get_method(cfg.entry)(cfg)
+    if cfg.optimized_metric not in metrics:
+        log.warning("optimized_metric=%s is not among the job's final metrics %s; returning nothing",
+                    cfg.optimized_metric, sorted(metrics))
+        return None
+    return metrics[cfg.optimized_metric]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from naolit.config_groups import build_loggers, instantiate_entries
+from naolit.search import SearchCallback
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +36,17 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     return datamodule, model, trainer
 
 
-def instantiate_entries(cfg: DictConfig, group: str) -> list:
-    """One object per entry of a config group such as ``callbacks`` or ``logger``; an entry set to null
-    (e.g. ``callbacks.progress_bar=null``) is switched off."""
-    return [instantiate(entry) for entry in (cfg.get(group) or {}).values() if entry is not None]
-
-
-def build_loggers(cfg: DictConfig) -> list:
-    """The configured loggers, each given the whole resolved config as its hyperparameters."""
-    loggers = instantiate_entries(cfg, "logger")
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return loggers
-
-
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fit (resuming from ``ckpt_path``: a path, or ``last`` for the run folder's last checkpoint),
-    then test when ``test_after_fit``; returns the final logged metrics."""
+    then test when ``test_after_fit``; returns the final logged metrics, and a search's summary."""
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule, model, trainer = build(cfg)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if cfg.get("test_after_fit"):
         trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    for callback in trainer.callbacks:
+        if isinstance(callback, SearchCallback):
+            metrics |= callback.report.summary()
     log.info("final metrics %s -> %s", metrics, cfg.paths.output_dir)
     return metrics

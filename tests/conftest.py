@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -44,3 +46,39 @@ def compose_cfg():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def truth():
+    """The NAS-Bench-201 table read with plain pandas (``search_helpers.Truth``)."""
+    from search_helpers import Truth
+
+    return Truth()
+
+
+@pytest.fixture
+def search_cfg(compose_cfg, tmp_path):
+    """search_cfg(name, *overrides): the real config of `train.py +experiment=nb201_nao`, writing to tmp_path/name.
+
+    @hydra.main hands the task function the config without its `hydra` node (and with
+    paths.output_dir resolved); compose returns that node with unresolvable run-time fields, so it is
+    dropped here and the output folder is set directly.
+    """
+
+    def _cfg(name, *overrides):
+        out = tmp_path / name
+        cfg = compose_cfg(["+experiment=nb201_nao", f"hydra.run.dir={out}", f"paths.output_dir={out}", *overrides])
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    return _cfg
+
+
+@pytest.fixture(scope="session")
+def train_main():
+    """train.py's ``main``: called with a composed config it runs the job and returns its objective."""
+    spec = importlib.util.spec_from_file_location("train", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main

@@ -34,7 +34,7 @@ def main(out: Path, overrides: list[str]) -> None:
         "pool": [[list(r.arch), r.score, r.round, r.origin] for r in loop.pool.records()],
         "history": [[list(r.arch), r.score, r.round, r.origin] for r in loop.pool.history],
         "pending": [list(a) for a, _ in loop.pending],
-        "scored_here": search.evaluator.scored_here,
+        "scored_here": loop.evaluator.scored_here,
     }
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
 

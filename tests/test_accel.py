@@ -184,7 +184,7 @@ with initialize_config_dir(config_dir=sys.argv[1] + "/conf", version_base="1.3")
         "space=cnn", "data=cifar10", "model=cnn_supernet", "entry=naolit.fit.run", "model.layers=1",
         "model.channels=4", "data.batch_size=8", "data.eval_batch_size=8", "data.valid_size=8",
         "data.num_workers=0", "paths.data_dir=" + sys.argv[2], "paths.output_dir=" + sys.argv[2] + "/out",
-        "logger=none", "callbacks=none", "trainer.limit_train_batches=1", "trainer.limit_val_batches=0",
+        "logger=none", "trainer=default", "callbacks=none", "trainer.limit_train_batches=1", "trainer.limit_val_batches=0",
         "trainer.enable_progress_bar=false",
         "accel=" + sys.argv[3]])
 data, model, trainer = build(cfg)

@@ -56,14 +56,14 @@ def test_train_py_runs_a_tiny_search_from_the_command_line(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300, env={**CHILD_ENV, "NAOLIT_DATA_DIR": str(DATA)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "best_genotype.json").is_file() and (tmp_path / "curve.png").is_file()
+    assert (tmp_path / "search" / "best_genotype.json").is_file() and (tmp_path / "search" / "curve.png").is_file()
 
 
 def test_trainer_logger_and_callback_groups_instantiate(compose_cfg, tmp_path):
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-    cfg = compose_cfg(["trainer=cpu", "logger=many", f"paths.output_dir={tmp_path}"])
+    cfg = compose_cfg(["trainer=cpu", "callbacks=default", "logger=many", f"paths.output_dir={tmp_path}"])
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert isinstance(trainer, pl.Trainer) and trainer.max_epochs == 1
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
@@ -71,3 +71,21 @@ def test_trainer_logger_and_callback_groups_instantiate(compose_cfg, tmp_path):
     loggers = {type(instantiate(c)) for c in cfg.logger.values()}
     assert loggers == {CSVLogger, WandbLogger}
     assert cfg.logger.wandb.offline is True  # never needs a network or a login by default
+
+
+JOB_GROUPS = {  # entry -> the config groups that kind of job reads
+    "naolit.search.tabular_search.run": {"space", "controller", "strategy", "evaluator", "search", "logger"},
+    "weight sharing": {"space", "controller", "strategy", "search", "data", "model", "trainer", "callbacks",
+                       "logger"},
+    "final training": {"space", "data", "model", "trainer", "callbacks", "logger"},
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_only_the_groups_its_job_reads(compose_cfg, experiment):
+    cfg = compose_cfg([f"+experiment={experiment}"])
+    kind = cfg.entry if cfg.entry != "naolit.fit.run" else "weight sharing" if "search" in cfg else "final training"
+    groups = {name for name in ("space", "controller", "strategy", "evaluator", "search", "data", "model",
+                                "trainer", "callbacks", "logger") if cfg.get(name) is not None}
+    assert groups == JOB_GROUPS[kind]
+    assert cfg.optimized_metric.split("/")[0] in ("search", "test")

@@ -93,12 +93,13 @@ def test_two_round_search_end_to_end(ws_cfg, experiment):
     # round 0 scores the 10 random ones; round 1 rescores the 8 kept and scores the 4 proposed
     assert history["round"].tolist() == [0] * 10 + [1] * 12
     assert set(history["origin"][:10]) == {"random"} and len(set(history["hash"])) == 14
-    pool = pd.read_csv(out / "search" / "pool.csv")
-    assert len(pool) == 8 and pool["score"].is_monotonic_decreasing
-    assert (pool["score"] >= 0).all() if higher_is_better else (pool["score"] < 0).all()  # a loss is negated
+    pool = pd.read_csv(out / "search" / "pool.csv")  # the supernet's metric, best first
+    assert len(pool) == 8 and (pool[metric] >= 0).all()
+    assert pool[metric].is_monotonic_decreasing if higher_is_better else pool[metric].is_monotonic_increasing
     best = json.loads((out / "search" / "top1.json").read_text())
     assert best["space"] == {"ptb": "rnn", "cifar": "cnn"}[experiment[0]]
-    for name in ("top1.png", "top2.png", "best_cell_round1.png", "best_cell_round2.png"):
+    assert best == json.loads((out / "search" / "best_genotype.json").read_text())
+    for name in ("top1.png", "top2.png", "best_cell.png"):
         assert (out / "search" / name).read_bytes()[:8] == PNG
     assert (out / "checkpoints" / "last.ckpt").is_file()
     metrics = pd.read_csv(next((out / "csv").rglob("metrics.csv")))
@@ -108,6 +109,26 @@ def test_two_round_search_end_to_end(ws_cfg, experiment):
     assert (best >= mean).all() if higher_is_better else (best <= mean).all()
     assert rounds["controller/pairwise_accuracy"].notna().all()
     assert {"time/rescore_s", "time/evaluate_s", "time/propose_s"} <= set(metrics.columns)
+
+
+def test_train_py_returns_the_objective(ws_cfg, experiment, train_main):
+    cfg = ws_cfg("objective")
+    metric = EXPERIMENTS[experiment[0]][1]
+    assert cfg.optimized_metric == f"search/best_{metric}"
+    objective = train_main(cfg)
+    pool = pd.read_csv(Path(cfg.paths.output_dir) / "search" / "pool.csv")
+    assert objective == pytest.approx(pool[metric].iloc[0])
+
+
+@pytest.mark.parametrize("stop, rounds, evaluated", [("search.budget=14", 2, 14), ("search.max_rounds=1", 1, 10)])
+def test_a_budget_or_max_rounds_stops_training_early(ws_cfg, stop, rounds, evaluated):
+    cfg = ws_cfg("stopped", "trainer.max_epochs=8", stop)
+    datamodule, model, trainer = build(cfg)
+    trainer.fit(model, datamodule=datamodule)
+    search = next(c for c in trainer.callbacks if isinstance(c, SearchCallback))
+    assert search.loop.round == rounds and len(search.loop.pool.seen) == evaluated
+    assert trainer.current_epoch == 2 * rounds  # a round every 2 epochs, then no more training
+    assert (Path(cfg.paths.output_dir) / "search" / "top1.json").is_file()
 
 
 def records(loop):

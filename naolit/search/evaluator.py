@@ -10,9 +10,17 @@ from naolit.spaces import Arch
 
 
 class Evaluator(Protocol):
-    """Scores a batch of architectures; higher is better. A supernet or a table implements it."""
+    """Scores a batch of architectures; higher is better. A supernet or a table implements it.
+
+    ``metric_name`` names what a score measures (``valid_ppl``, a table column) and ``to_metric`` turns
+    a score back into that metric (e.g. a negated perplexity into the perplexity): reports show the metric.
+    """
+
+    metric_name: str
 
     def score(self, archs: Sequence[Arch]) -> list[float]: ...
+
+    def to_metric(self, score: float) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class TabularEvaluator:
     def __init__(self, path: str, column: str = "c10valid_valid_acc_200ep", test_column: str = "c10_test_acc_200ep"):
         self.table = NB201Table(path)
         self.column, self.test_column = column, test_column
+        self.metric_name = column
         self.scores = self.table.column(column).tolist()
         self.tests = self.table.column(test_column).tolist()
         self.queried: set[int] = set()
@@ -45,6 +54,14 @@ class TabularEvaluator:
     @property
     def num_queries(self) -> int:
         return len(self.queried)
+
+    def to_metric(self, score: float) -> float:
+        return score
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """What a round reports besides the search scores: the test accuracy of the best so far."""
+        return {"search/best_test": self.curve[-1].best_test} if self.curve else {}
 
     def score(self, archs: Sequence[Arch]) -> list[float]:
         rows = self.table.rows(list(archs)).tolist()

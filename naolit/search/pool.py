@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from naolit.io import atomic_path
 from naolit.spaces import Arch, SearchSpace
 
 
@@ -87,13 +84,3 @@ class ArchPool:
         self.history = [record(d) for d in state["history"]]
         self.live = {self.space.canonical(r.arch): r for r in map(record, state["live"])}
         self.seen = {self.space.canonical(r.arch) for r in self.history}
-
-    def write_csv(self, path: str | Path, records: list[Record] | None = None) -> Path:
-        """Write records (default: the live pool, best first) with genotype hash, atomically."""
-        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["rank", "score", "round", "origin", "hash", "tokens"])
-            for rank, r in enumerate(self.records() if records is None else records):
-                writer.writerow([rank, r.score, r.round, r.origin, self.space.arch_hash(r.arch),
-                                 " ".join(map(str, r.arch))])
-        return Path(path)

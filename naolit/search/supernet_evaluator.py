@@ -18,6 +18,7 @@ class SupernetEvaluator:
 
     def __init__(self, supernet: Supernet, world_size: int = 1, rank: int = 0):
         self.supernet, self.world_size, self.rank = supernet, world_size, rank
+        self.metric_name = supernet.metric_name
         self.scored_here = 0
 
     def to_metric(self, score: float) -> float:
