@@ -23,6 +23,15 @@ from naolit.supernets.cnn import use_batch_statistics
 from conftest import CHILD_ENV, ROOT
 
 
+@pytest.fixture
+def two_threads():
+    """The pixel-matrix path is taken only on several threads (on one the native kernel is as fast)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 def batch_statistics_norm(channels: int) -> PixelMatrixBatchNorm2d:
     bn = PixelMatrixBatchNorm2d(channels)
     use_batch_statistics(bn)
@@ -44,7 +53,8 @@ def values_and_gradients(bn: PixelMatrixBatchNorm2d, x: torch.Tensor, grad_out: 
 
 @pytest.mark.parametrize("shape, mean_over_std", [((8, 8, 32, 32), 1.5), ((2, 24, 64, 64), 1.5),
                                                   ((40, 20, 16, 16), 1.5), ((8, 8, 32, 32), 30.0), ((8, 8, 32, 32), 300.0)])
-def test_pixel_matrix_path_matches_native_batch_norm(shape: tuple[int, ...], mean_over_std: float) -> None:
+def test_pixel_matrix_path_matches_native_batch_norm(shape: tuple[int, ...], mean_over_std: float,
+                                                     two_threads) -> None:
     """Also where the mean dwarfs the spread, and the variance from the sum of squares would cancel."""
     g = torch.Generator().manual_seed(0)
     bn = batch_statistics_norm(shape[1])
@@ -60,7 +70,7 @@ def test_pixel_matrix_path_matches_native_batch_norm(shape: tuple[int, ...], mea
         assert torch.allclose(grad.double(), expected_grad, atol=1e-3, rtol=1e-4)
 
 
-def test_pixel_matrix_path_accepts_a_gradient_in_another_layout() -> None:
+def test_pixel_matrix_path_accepts_a_gradient_in_another_layout(two_threads) -> None:
     bn = batch_statistics_norm(8)
     x = torch.randn(8, 8, 32, 32).contiguous(memory_format=torch.channels_last)
     grad_out = torch.randn(8, 8, 32, 32)  # contiguous, not channels-last
@@ -69,8 +79,10 @@ def test_pixel_matrix_path_accepts_a_gradient_in_another_layout() -> None:
 
 
 @pytest.mark.parametrize("case", ["16 channels", "40 channels", "not channels-last", "few pixels",
-                                  "running statistics", "float64"])
-def test_native_batch_norm_runs_where_it_is_fast_or_needed(case: str) -> None:
+                                  "running statistics", "float64", "one thread"])
+def test_native_batch_norm_runs_where_it_is_fast_or_needed(case: str, two_threads) -> None:
+    if case == "one thread":
+        torch.set_num_threads(1)
     channels = int(case.split()[0]) if case.endswith("channels") else 8
     x = torch.randn(2 if case == "few pixels" else 8, channels, 32, 32,
                     dtype=torch.float64 if case == "float64" else torch.float32)
@@ -127,7 +139,7 @@ def test_accelerate_changes_classes_not_state() -> None:
         accelerate(lm, ["fast"])
 
 
-def test_scores_agree_with_the_switch_on_and_off() -> None:
+def test_scores_agree_with_the_switch_on_and_off(two_threads) -> None:
     """Same weights, same images or words: the same scores (each piece's gradients are checked above)."""
     space = CNNCellSpace()
     archs = [tuple(a) for a in space.sample(6, torch.Generator().manual_seed(1)).tolist()]

@@ -1,13 +1,14 @@
 """Batch norm with batch statistics on the CPU, for channels-last batches with few channels.
 
-PyTorch's channels-last CPU batch norm walks the pixels one row of C channels at a time. Where C is
-not a multiple of 16 its forward and backward together run 2-4 times slower per value than at 16 or
-32 channels (``experiments/accel/bench_batch_norm.py``), and the supernet's first stage has 8
-channels at the reference's size (20 at the paper's). There, below 32 channels, when it normalises
-with batch statistics and keeps no running ones (the supernet), ``PixelMatrixBatchNorm2d`` computes
-the statistics and the gradients as wide-view column reductions and Gram products of the pixel matrix
-(``naolit.accel.pixel_matrix``): a few passes over memory that keep every vector lane busy. Small batches (fewer than 8192 pixels) stay on the native kernel, which
-wins where fixed costs dominate.
+PyTorch's channels-last CPU batch norm walks the pixels one row of C channels at a time. On several
+threads, where C is not a multiple of 16, its forward and backward together run 2-4 times slower per
+value than at 16 or 32 channels (``experiments/accel/bench_batch_norm.py``), and the supernet's first
+stage has 8 channels at the reference's size (20 at the paper's). There, below 32 channels, when it
+normalises with batch statistics and keeps no running ones (the supernet), ``PixelMatrixBatchNorm2d``
+computes the statistics and the gradients as wide-view column reductions and Gram products of the
+pixel matrix (``naolit.accel.pixel_matrix``): a few passes over memory that keep every vector lane
+and every thread busy. On one thread, and for small batches (fewer than 8192 pixels), the native
+kernel is as fast or faster and is kept.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PixelMatrixBatchNorm2d(nn.BatchNorm2d):
 def pixel_matrix_is_faster(x: torch.Tensor) -> bool:
     """Whether ``PixelMatrixBatchNorm`` beats the native kernel on ``x`` (see the module docstring)."""
     channels = x.shape[1]
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+    return (x.device.type == "cpu" and torch.get_num_threads() > 1 and x.dtype == torch.float32 and x.dim() == 4
             and channels < MAX_CHANNELS and channels % NATIVE_FAST_CHANNEL_MULTIPLE != 0
             and x.numel() // channels >= MIN_PIXELS
             and x.is_contiguous(memory_format=torch.channels_last))
