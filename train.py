@@ -4,10 +4,14 @@ import logging
 import os
 from pathlib import Path
 
-import hydra
-import torch
-from hydra.utils import get_method
-from omegaconf import DictConfig
+from naolit.console import quiet_third_parties
+
+quiet_third_parties()  # before the libraries load: some warn on import
+
+import hydra  # noqa: E402
+import torch  # noqa: E402
+from hydra.utils import get_method  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger(__name__)

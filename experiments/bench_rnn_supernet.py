@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from common import DEFAULT_DATA_DIR, ROOT, load_config, paired_rounds, report
+from common import ROOT, load_config, paired_rounds, report
 from naolit.accel import PIECES, accelerate
 from naolit.models.rnn_cell import lm_loss
 
@@ -64,8 +64,8 @@ def synchronize(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("NAOLIT_DATA_DIR", str(DEFAULT_DATA_DIR)),
-                        help="folder holding ptb/ptb.{train,valid,test}.txt(.gz)")
+    parser.add_argument("--data-dir", default=os.environ.get("NAOLIT_DATA_DIR", str(ROOT / "data")),
+                        help="folder holding ptb/ptb.{train,valid,test}.txt(.gz), or where to download them")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds of each copy (after one warm-up)")
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
     parser.add_argument("--archs", type=int, default=32, help="cells scored per round")

@@ -17,14 +17,12 @@ from omegaconf import DictConfig
 from naolit.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 
 
 def load_config(overrides: list[str]) -> DictConfig:
-    """The project's config with ``overrides`` (Hydra syntax), like ``python train.py overrides``."""
+    """The project's config with ``overrides`` (Hydra syntax), like ``python train.py overrides``: the data
+    folder is ``NAOLIT_DATA_DIR``, else ``<repo>/data``."""
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-    if DEFAULT_DATA_DIR.is_dir():
-        os.environ.setdefault("NAOLIT_DATA_DIR", str(DEFAULT_DATA_DIR))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from naolit.config_groups import build_loggers, instantiate_entries
 from naolit.search import SearchCallback
@@ -41,9 +42,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     then test when ``test_after_fit``; returns the final logged metrics, and a search's summary."""
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule, model, trainer = build(cfg)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    if cfg.get("test_after_fit"):
-        trainer.test(model, datamodule=datamodule)
+    with logging_redirect_tqdm():  # log lines (search rounds) on lines of their own, above the progress bar
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        if cfg.get("test_after_fit"):
+            trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     for callback in trainer.callbacks:
         if isinstance(callback, SearchCallback):

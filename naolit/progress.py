@@ -9,14 +9,18 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from naolit.search import SearchCallback
+
 
 class EpochProgressBar(TQDMProgressBar):
     """Lightning's bar, with two additions.
 
     - A training loader without a length (AWD-LSTM's variable bptt windows) still gets a total: the
       datamodule's ``num_train_batches(epoch)``, the exact count of this epoch's windows.
-    - The postfix shows the whole run's ETA (``run_eta``), from the mean wall time of the finished
-      epochs, search rounds and validation included.
+    - The postfix shows the whole run's ETA (``run_eta``): the remaining epochs at the mean wall time of
+      the finished ones (validation included), plus, in a weight-sharing search, the remaining search
+      rounds at the mean time of the rounds done so far. Before the first round there is no such
+      time, and the ETA, training alone, is shown as a lower bound (``>=``).
     """
 
     def __init__(self, refresh_rate: int = 1, leave: bool = False):
@@ -44,11 +48,25 @@ class EpochProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
-        done = trainer.current_epoch - self._start_epoch
-        if done > 0 and trainer.max_epochs and trainer.max_epochs > 0:
-            per_epoch = (self._last_epoch_end - self._fit_start) / done
-            in_this_epoch = time.monotonic() - self._last_epoch_end
-            seconds = max(per_epoch * (trainer.max_epochs - trainer.current_epoch) - in_this_epoch, 0.0)
-            metrics["run_eta"] = time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 \
-                else f"{seconds / 86400:.1f}d"
+        eta = self.run_eta(trainer)
+        if eta is not None:
+            seconds, complete = eta
+            clock = time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f}d"
+            metrics["run_eta"] = clock if complete else f">={clock}"
         return metrics
+
+    def run_eta(self, trainer: pl.Trainer) -> tuple[float, bool] | None:
+        """Seconds left in the run and whether they include every part of it (None before an epoch ends)."""
+        done = trainer.current_epoch - self._start_epoch
+        if done <= 0 or not trainer.max_epochs or trainer.max_epochs < 0:
+            return None
+        search = next((c for c in trainer.callbacks if isinstance(c, SearchCallback)), None)
+        rounds_seconds = sum(search.round_seconds) if search else 0.0
+        per_epoch = (self._last_epoch_end - self._fit_start - rounds_seconds) / done
+        seconds = per_epoch * (trainer.max_epochs - trainer.current_epoch) - (time.monotonic() - self._last_epoch_end)
+        rounds_left = search.rounds_in(range(trainer.current_epoch, trainer.max_epochs)) if search else 0
+        if rounds_left and not search.round_seconds:
+            return max(seconds, 0.0), False
+        if rounds_left:
+            seconds += rounds_left * rounds_seconds / len(search.round_seconds)
+        return max(seconds, 0.0), True

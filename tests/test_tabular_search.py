@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 
+from naolit.benchmarks.nb201 import SHIPPED_TABLE
 from naolit.search import TabularEvaluator
 from naolit.search.strategies import RandomSearch, RegularizedEvolution
 from naolit.search.tabular_search import STATE_FILE, build_loop, run
@@ -200,8 +201,16 @@ def test_unknown_evaluator_column_is_named_with_the_available_ones(search_cfg, k
 def test_missing_table_is_named(search_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "missing.csv"))):
         TabularEvaluator(str(tmp_path / "missing.csv"))
-    expected = re.escape(str(tmp_path / "nb201" / "nb201_merged_15625.csv"))
-    with pytest.raises(InstantiationException, match=expected) as err:
-        build_loop(search_cfg("bad", f"paths.data_dir={tmp_path}"))
+    with pytest.raises(InstantiationException, match=re.escape(str(tmp_path / "missing.csv"))) as err:
+        build_loop(search_cfg("bad", f"evaluator.path={tmp_path / 'missing.csv'}"))
     assert isinstance(err.value.__cause__, FileNotFoundError)
+
+
+def test_the_table_comes_from_the_data_folder_else_from_naolit(search_cfg, tmp_path, truth):
+    assert build_loop(search_cfg("shipped", f"paths.data_dir={tmp_path}")).evaluator.table.path == SHIPPED_TABLE
+    (tmp_path / "nb201").mkdir()
+    (tmp_path / "nb201" / "nb201_merged_15625.csv.gz").write_bytes(SHIPPED_TABLE.read_bytes())
+    evaluator = build_loop(search_cfg("own", f"paths.data_dir={tmp_path}")).evaluator
+    assert evaluator.table.path == tmp_path / "nb201" / "nb201_merged_15625.csv.gz"
+    assert evaluator.scores[6111] == pytest.approx(truth(truth.archs[6111], "c10valid_valid_acc_200ep"))
 

@@ -44,10 +44,12 @@ def fake_cifar(tmp_path_factory):
 
 @pytest.fixture(params=sorted(EXPERIMENTS))
 def experiment(request, fake_cifar):
-    """(name, overrides of the tiny search) for each weight-sharing experiment."""
+    """(name, overrides of the tiny search) for each weight-sharing experiment (PTB's skips without PTB)."""
     overrides = EXPERIMENTS[request.param][0] + SEARCH
     if request.param == "cifar":
         overrides.append(f"paths.data_dir={fake_cifar}")
+    else:
+        request.getfixturevalue("ptb_data")
     return request.param, overrides
 
 

@@ -12,18 +12,31 @@ from naolit.spaces import Arch, NB201Space
 
 REQUIRED_COLUMNS = ("index", "arch_str")
 NUM_ARCHS = 15625
+TABLE_NAME = "nb201_merged_15625.csv"
+SHIPPED_TABLE = Path(__file__).parent / "data" / f"{TABLE_NAME}.gz"  # see data/README.md
+
+
+def nb201_table_path(path: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+    """The table to read: ``path`` if given, else ``data_dir``/nb201/nb201_merged_15625.csv (or .csv.gz)
+    where one is there, else the copy shipped with naolit."""
+    if path is not None:
+        return Path(path)
+    if data_dir is not None:
+        for candidate in (Path(data_dir) / "nb201" / TABLE_NAME, Path(data_dir) / "nb201" / f"{TABLE_NAME}.gz"):
+            if candidate.is_file():
+                return candidate
+    return SHIPPED_TABLE
 
 
 class NB201Table:
-    """Reads ``nb201_merged_15625.csv`` (one row per architecture, official index order)."""
+    """Reads ``nb201_merged_15625.csv`` or its gzip (one row per architecture, official index order):
+    ``path``, or where ``nb201_table_path`` finds it."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None = None, data_dir: str | Path | None = None):
+        self.path = nb201_table_path(path, data_dir)
         if not self.path.is_file():
-            raise FileNotFoundError(
-                f"NAS-Bench-201 table {self.path} does not exist: set paths.data_dir (or NAOLIT_DATA_DIR) "
-                f"to the folder that holds nb201/nb201_merged_15625.csv"
-            )
+            raise FileNotFoundError(f"NAS-Bench-201 table {self.path} does not exist: give the path of a "
+                                    f"{TABLE_NAME}(.gz), or null for the table naolit ships")
         self.frame = pd.read_csv(self.path)
         missing = [c for c in REQUIRED_COLUMNS if c not in self.frame.columns]
         if missing or len(self.frame) != NUM_ARCHS:

@@ -51,8 +51,8 @@ CORPORA: dict[str, dict[str, RemoteFile]] = {
                            (Source(_PTB.format("test")),)),
     },
     "wikitext2": {  # word level (wikitext-2-v1, not -raw-)
-        # valid/test: computed from ../shared/data. train: not on our machines, so not recomputed here; the
-        # hash published by public projects that pin this file, which agree with our valid/test hashes.
+        # valid/test: hashed from the canonical files. train: the hash published by public projects that
+        # pin this file (they agree with these valid/test hashes).
         "train": _wikitext2("train", "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f"),
         "valid": _wikitext2("valid", "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8"),
         "test": _wikitext2("test", "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class SearchCallback(pl.Callback):
                                                                                   export_top, output_dir)
         self.loop: SearchLoop | None = None  # made in setup, once the supernet to score with is known
         self.report: SearchReport | None = None
+        self.round_seconds: list[float] = []  # wall time of each round run in this process (for an ETA)
 
     # ---- Lightning hooks --------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -66,14 +68,21 @@ class SearchCallback(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Supernet) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
+        start = time.monotonic()
         new = self.loop.step()
         pl_module.set_train_archs(self.loop.train_archs())
         if trainer.is_global_zero:
             self.report.publish_round(new, trainer.loggers, step=trainer.global_step)
+        self.round_seconds.append(time.monotonic() - start)
         if self.loop.done or (self.max_rounds is not None and self.loop.round >= self.max_rounds):
             log.info("search: stopping after round %d (%d architectures evaluated)", self.loop.round,
                      len(self.loop.pool.seen))
             trainer.should_stop = True
+
+    def rounds_in(self, epochs: range) -> int:
+        """How many search rounds run at the ends of ``epochs`` (counted from 0), ``max_rounds`` permitting."""
+        rounds = sum((epoch + 1) % self.every_n_epochs == 0 for epoch in epochs)
+        return rounds if self.max_rounds is None else min(rounds, max(self.max_rounds - self.loop.round, 0))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: Supernet) -> None:
         if trainer.is_global_zero and len(self.loop.pool):

@@ -42,8 +42,9 @@ class TabularEvaluator:
     NAS papers report.
     """
 
-    def __init__(self, path: str, column: str = "c10valid_valid_acc_200ep", test_column: str = "c10_test_acc_200ep"):
-        self.table = NB201Table(path)
+    def __init__(self, path: str | None = None, data_dir: str | None = None, column: str = "c10valid_valid_acc_200ep",
+                 test_column: str = "c10_test_acc_200ep"):
+        self.table = NB201Table(path, data_dir)
         self.column, self.test_column = column, test_column
         self.metric_name = column
         self.scores = self.table.column(column).tolist()

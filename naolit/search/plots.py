@@ -13,11 +13,15 @@ from naolit.io import atomic_path  # noqa: E402
 
 
 def plot_curves(curves: dict[str, tuple[list[float], list[float], list[float] | None]], path: str | Path,
-                ylabel: str, title: str, reference: float | None = None) -> Path:
-    """One line per label: (x, mean, std or None); std is drawn as a band. Written atomically."""
+                ylabel: str, title: str, reference: float | None = None,
+                points: dict[str, tuple[list[float], list[float]]] | None = None) -> Path:
+    """One line per label: (x, mean, std or None); std is drawn as a band. ``points``: one set of
+    (x, y) dots per label, under the lines. Written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, (x, y) in (points or {}).items():
+        ax.scatter(x, y, s=6, color="0.6", label=label, zorder=1)
     for label, (x, mean, std) in curves.items():
         ax.plot(x, mean, label=label)
         if std is not None:

@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from naolit.config_groups import build_loggers
 from naolit.io import atomic_path
@@ -49,7 +50,8 @@ def write_curve(evaluator: TabularEvaluator, folder: Path) -> None:
     plot_curves({"best so far (test)": (queries, [p.best_test for p in evaluator.curve], None),
                  "best so far (search score)": (queries, [p.best_score for p in evaluator.curve], None)},
                 folder / "curve.png", ylabel="accuracy (%)",
-                title=f"{evaluator.test_column} of the best by {evaluator.column}")
+                title=f"{evaluator.test_column} of the best by {evaluator.column}",
+                points={"each query (search score)": (queries, [p.score for p in evaluator.curve])})
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -72,7 +74,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         bar.update(len(new))
         bar.set_postfix(best=f"{loop.pool.best().score:.2f}", round=loop.round)
 
-    loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
+    with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
+        loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
     bar.close()
     report.export()
     if isinstance(loop.evaluator, TabularEvaluator):

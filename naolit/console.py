@@ -1,0 +1,22 @@
+"""What a run prints: naolit's progress and results, without third-party noise.
+
+``train.py`` calls ``quiet_third_parties`` first: deprecation notices of the libraries naolit builds on
+(a user can do nothing about them), Lightning's advertising tips, and its advice to add data loader
+workers to the language models' in-memory streams, which need none.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+THIRD_PARTIES = r"(torch|pytorch_lightning|lightning_fabric|lightning_utilities|torchmetrics|hydra|omegaconf|wandb)(\.|$)"
+LIGHTNING_LOGGER = "pytorch_lightning.utilities.rank_zero"
+
+
+def quiet_third_parties() -> None:
+    """Filter the third-party warnings and messages above, for the rest of the process."""
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTIES)
+    warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
+    logging.getLogger(LIGHTNING_LOGGER).addFilter(lambda record: not record.getMessage().startswith("💡 Tip"))
