@@ -13,6 +13,9 @@ import torch  # noqa: E402
 from hydra.utils import get_method  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from naolit.resume import register_resolver  # noqa: E402
+
+register_resolver()
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger(__name__)
 

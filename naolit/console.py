@@ -1,8 +1,9 @@
 """What a run prints: naolit's progress and results, without third-party noise.
 
 ``train.py`` calls ``quiet_third_parties`` first: deprecation notices of the libraries naolit builds on
-(a user can do nothing about them), Lightning's advertising tips, and its advice to add data loader
-workers to the language models' in-memory streams, which need none.
+(a user can do nothing about them), Lightning's advertising tips, its advice to add data loader workers
+to the language models' in-memory streams, which need none, and its note that a supernet has no
+validation step (supernets score architectures on the validation batches themselves).
 """
 
 from __future__ import annotations
@@ -19,4 +20,5 @@ def quiet_third_parties() -> None:
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category, module=THIRD_PARTIES)
     warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
+    warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
     logging.getLogger(LIGHTNING_LOGGER).addFilter(lambda record: not record.getMessage().startswith("💡 Tip"))

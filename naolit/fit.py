@@ -16,9 +16,11 @@ from omegaconf import DictConfig
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from naolit.config_groups import build_loggers, instantiate_entries
+from naolit.resume import checkpoint_file
 from naolit.search import SearchCallback
 
 log = logging.getLogger(__name__)
+LAST_CHECKPOINT = "checkpoints/last.ckpt"  # conf/callbacks/default.yaml
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -38,12 +40,13 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Fit (resuming from ``ckpt_path``: a path, or ``last`` for the run folder's last checkpoint),
-    then test when ``test_after_fit``; returns the final logged metrics, and a search's summary."""
+    """Fit (resuming from ``ckpt_path``: a run folder, a checkpoint, or ``last`` for the run folder's last
+    checkpoint), then test when ``test_after_fit``; returns the final logged metrics, and a search's summary."""
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule, model, trainer = build(cfg)
+    ckpt_path = checkpoint_file(cfg.ckpt_path, LAST_CHECKPOINT) if cfg.ckpt_path else None
     with logging_redirect_tqdm():  # log lines (search rounds) on lines of their own, above the progress bar
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if cfg.get("test_after_fit"):
             trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -188,7 +188,7 @@ def test_nothing_imports_the_speed_ups_unless_the_switch_is_on(tmp_path) -> None
 import sys
 import torch
 from hydra import compose, initialize_config_dir
-from naolit.data import write_fake_cifar
+from naolit.data.fake_cifar import write_fake_cifar
 from naolit.fit import build
 write_fake_cifar(sys.argv[2], "cifar10", train_size=16, test_size=8)
 with initialize_config_dir(config_dir=sys.argv[1] + "/conf", version_base="1.3"):

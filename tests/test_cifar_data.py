@@ -9,7 +9,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from naolit.data import CIFARDataModule, Cutout, write_fake_cifar
+from naolit.data import CIFARDataModule, Cutout
+from naolit.data.fake_cifar import write_fake_cifar
 from naolit.data.cifar import MEAN, STD
 
 

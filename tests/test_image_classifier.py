@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from naolit import fit
-from naolit.data import write_fake_cifar
+from naolit.data.fake_cifar import write_fake_cifar
 from naolit.models.image_classifier import ImageClassifier
 
 STEPS_PER_EPOCH = 6  # 96 training images in batches of 16

@@ -4,6 +4,8 @@ its files, resuming it, and bad values."""
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from naolit.search import TabularEvaluator
 from naolit.search.strategies import RandomSearch, RegularizedEvolution
 from naolit.search.tabular_search import STATE_FILE, build_loop, run
 
-from conftest import NB201_CSV
+from conftest import CHILD_ENV, NB201_CSV, ROOT
 from search_helpers import PNG, SPACE, TINY_CONTROLLER
 
 
@@ -214,3 +216,26 @@ def test_the_table_comes_from_the_data_folder_else_from_naolit(search_cfg, tmp_p
     assert evaluator.table.path == tmp_path / "nb201" / "nb201_merged_15625.csv.gz"
     assert evaluator.scores[6111] == pytest.approx(truth(truth.archs[6111], "c10valid_valid_acc_200ep"))
 
+
+
+def train_py(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    run = subprocess.run([sys.executable, "train.py", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                         env=CHILD_ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_in_its_folder_with_its_budget(tmp_path):
+    run = tmp_path / "run"
+    train_py("+experiment=nb201_nao", "strategy=re", "search.budget=45", "search.max_rounds=3", "logger=none",
+             f"hydra.run.dir={run}")
+    assert len((run / "search" / "history.csv").read_text().splitlines()) == 1 + 32  # 30 random + 2 rounds of 1
+    runs = ROOT / "outputs" / "nb201" / "runs"
+    before = set(runs.iterdir()) if runs.is_dir() else set()
+    train_py("+experiment=nb201_nao", "strategy=re", f"ckpt_path={run}", "logger=none")  # no budget given: 45
+    assert len((run / "search" / "history.csv").read_text().splitlines()) == 1 + 45
+    assert (set(runs.iterdir()) if runs.is_dir() else set()) == before  # no new run folder
+    train_py("+experiment=nb201_nao", "strategy=re", f"ckpt_path={run / 'search_state.pt'}", "search.budget=50",
+             "logger=none")
+    assert len((run / "search" / "history.csv").read_text().splitlines()) == 1 + 50

@@ -11,7 +11,7 @@ import pytest
 import pytorch_lightning as pl
 from omegaconf import open_dict
 
-from naolit.data import write_fake_cifar
+from naolit.data.fake_cifar import write_fake_cifar
 from naolit.fit import build, run
 from naolit.search import SearchCallback
 

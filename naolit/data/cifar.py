@@ -111,11 +111,14 @@ class CIFARDataModule(pl.LightningDataModule):
     the validation set; training uses the rest. `valid_size` = 0 (final training): training uses all 50k and
     the test set doubles as the validation set. Training images are randomly cropped (32, padding 4),
     flipped, normalised and, when `cutout` > 0, cut out (a `cutout`-sized square zeroed); evaluation images
-    are only normalised.
+    are only normalised. With `generated`, `prepare_data` writes a small generated dataset
+    (`naolit.data.fake_cifar`: 500 training and 100 test images) where the data is missing, instead of
+    downloading the real one: to try the pipeline offline.
     """
 
     def __init__(self, dataset: str, data_dir: str | Path, batch_size: int = 160, eval_batch_size: int = 500,
-                 valid_size: int = 5000, cutout: int = 0, num_workers: int = 0, seed: int = 0):
+                 valid_size: int = 5000, cutout: int = 0, num_workers: int = 0, seed: int = 0,
+                 generated: bool = False):
         super().__init__()
         check_dataset(dataset, "CIFAR data")
         for name, value in [("batch_size", batch_size), ("eval_batch_size", eval_batch_size)]:
@@ -127,7 +130,7 @@ class CIFARDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.dataset, self.data_dir = dataset, Path(data_dir)
         self.batch_size, self.eval_batch_size, self.valid_size = batch_size, eval_batch_size, valid_size
-        self.cutout, self.num_workers, self.seed = cutout, num_workers, seed
+        self.cutout, self.num_workers, self.seed, self.generated = cutout, num_workers, seed, generated
         self.train_set: Dataset | None = None
         self.valid_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -138,10 +141,16 @@ class CIFARDataModule(pl.LightningDataModule):
         return self.data_dir / DATASETS[self.dataset].base_folder
 
     def prepare_data(self) -> None:
-        """Download and extract the official archive (md5-checked by torchvision) if a file is missing or damaged."""
+        """Download and extract the official archive (md5-checked by torchvision) if a file is missing or damaged;
+        with `generated`, write a generated dataset if the folder is missing."""
         cls = dataset_class(self.dataset, self.data_dir)
         problems = self._problems(cls)
         if not problems:
+            return
+        if self.generated and not self.folder.exists():
+            from naolit.data.fake_cifar import write_fake_cifar  # it builds on this module
+
+            write_fake_cifar(self.data_dir, self.dataset)
             return
         if cls is not DATASETS[self.dataset]:  # never extract the real archive over generated files
             raise FileNotFoundError(f"{self.folder} holds generated images ({GENERATED_CHECKSUMS}) that are "

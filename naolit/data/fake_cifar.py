@@ -6,14 +6,14 @@ torchvision's own code. Each class is a learnable pattern: its own colour and st
 The folder also gets `GENERATED_CHECKSUMS`, the md5 sums of these files, which torchvision then checks
 instead of the official ones (and which marks the folder as generated).
 
-    python -m naolit.data.fake_cifar DATA_DIR [cifar10|cifar100]
+    python -m naolit.data.fake_cifar DATA_DIR [--dataset cifar10|cifar100] [--train-size 500] [--test-size 100]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,5 +86,15 @@ def _dump(path: Path, obj: dict) -> None:
         pickle.dump(obj, out, protocol=2)  # the official files are Python 2 pickles
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a small generated dataset in the CIFAR on-disk format.")
+    parser.add_argument("data_dir", help="the data folder; the dataset goes into its cifar-10-batches-py/ (or cifar-100-python/)")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
+    parser.add_argument("--train-size", type=int, default=500)
+    parser.add_argument("--test-size", type=int, default=100)
+    args = parser.parse_args()
+    print(write_fake_cifar(args.data_dir, args.dataset, train_size=args.train_size, test_size=args.test_size))
+
+
 if __name__ == "__main__":
-    print(write_fake_cifar(sys.argv[1], *sys.argv[2:3]))
+    main()

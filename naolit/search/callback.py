@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from naolit.resume import overridden
 from naolit.search.loop import SearchLoop
 from naolit.search.report import SearchReport
 from naolit.search.strategies import Strategy
@@ -93,3 +94,5 @@ class SearchCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.loop.load_state_dict(state_dict)  # Lightning restores callbacks after their setup
+        if overridden("search.budget"):  # else the interrupted run's budget
+            self.loop.budget = self.budget

@@ -125,6 +125,7 @@ class SearchLoop:
     def state_dict(self) -> dict[str, Any]:
         state = {
             "round": self.round,
+            "budget": self.budget,
             "pool": self.pool.state_dict(),
             "pending": list(self.pending),
             "strategy": self.strategy.state_dict(),
@@ -138,7 +139,8 @@ class SearchLoop:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.round = state["round"]
+        """Restore the search, its budget included."""
+        self.round, self.budget = state["round"], state["budget"]
         self.pool.load_state_dict(state["pool"])
         self.pending = [(tuple(arch), origin) for arch, origin in state.get("pending", [])]
         self.strategy.load_state_dict(state["strategy"])

@@ -15,6 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from naolit.config_groups import build_loggers
 from naolit.io import atomic_path
+from naolit.resume import checkpoint_file, overridden
 from naolit.search.evaluator import TabularEvaluator
 from naolit.search.loop import SearchLoop
 from naolit.search.plots import plot_curves
@@ -61,11 +62,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg)
     if cfg.ckpt_path:
-        loop.load_state_dict(torch.load(cfg.ckpt_path, weights_only=True))
-        log.info("resumed %s at round %d with %d architectures", cfg.ckpt_path, loop.round, len(loop.pool.seen))
+        state_file = checkpoint_file(cfg.ckpt_path, STATE_FILE)
+        loop.load_state_dict(torch.load(state_file, weights_only=True))
+        if overridden("search.budget"):  # else the interrupted run's budget
+            loop.budget = cfg.search.budget
+        log.info("resumed %s at round %d with %d of %s architectures", state_file, loop.round, len(loop.pool.seen),
+                 loop.budget)
     report = SearchReport(loop, out / "search", cfg.search.export_top)
     loggers = build_loggers(cfg)
-    bar = tqdm(total=cfg.search.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
+    bar = tqdm(total=loop.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
                desc=f"{cfg.task_name} ({type(loop.strategy).__name__})")
 
     def on_round(loop: SearchLoop, new: list[Record]) -> None:
