@@ -1,4 +1,5 @@
-"""Objects from the entries of a config group (``callbacks``, ``logger``), for every kind of job."""
+"""Objects from the entries of a config group (``callbacks``, ``logger``), for every kind of job; a job's
+W&B run named for the job and its sweep, and ended with the job."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def ending_runs(loggers: list[Logger]) -> Iterator[None]:
 
 
 def finish_wandb(loggers: list[Logger], exit_code: int) -> None:
+    """Finish the process's W&B run, if ``loggers`` include W&B and the run was started."""
     if any(isinstance(logger, WandbLogger) for logger in loggers):
         import wandb
 
