@@ -14,6 +14,7 @@ from hydra.utils import get_method  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from naolit.resume import register_resolver  # noqa: E402
+from naolit.seeds import run_over_seeds  # noqa: E402
 
 register_resolver()
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -22,10 +23,12 @@ log = logging.getLogger(__name__)
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Run the job ``cfg.entry`` names; returns its ``optimized_metric`` (what a sweeper optimises)."""
+    """Run the job ``cfg.entry`` names (once per seed of ``cfg.seeds`` if set: the mean of each metric);
+    returns its ``optimized_metric`` (what a sweeper optimises)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    metrics = get_method(cfg.entry)(cfg)
+    job = get_method(cfg.entry)
+    metrics = run_over_seeds(job, cfg) if cfg.seeds else job(cfg)
     if cfg.optimized_metric not in metrics:
         log.warning("optimized_metric=%s is not among the job's final metrics %s; returning nothing",
                     cfg.optimized_metric, sorted(metrics))

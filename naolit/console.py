@@ -3,7 +3,8 @@
 ``train.py`` calls ``quiet_third_parties`` first: deprecation notices of the libraries naolit builds on
 (a user can do nothing about them), Lightning's advertising tips, its advice to add data loader workers
 to the language models' in-memory streams, which need none, and its note that a supernet has no
-validation step (supernets score architectures on the validation batches themselves).
+validation step (supernets score architectures on the validation batches themselves), and the
+plugins that Optuna's database layer (alembic) announces when a sweep starts.
 """
 
 from __future__ import annotations
@@ -22,3 +23,4 @@ def quiet_third_parties() -> None:
     warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
     warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
     logging.getLogger(LIGHTNING_LOGGER).addFilter(lambda record: not record.getMessage().startswith("💡 Tip"))
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from naolit.config_groups import build_loggers, instantiate_entries
+from naolit.config_groups import build_loggers, ending_runs, instantiate_entries
 from naolit.resume import checkpoint_file
 from naolit.search import SearchCallback
 
@@ -45,7 +45,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     datamodule, model, trainer = build(cfg)
     ckpt_path = checkpoint_file(cfg.ckpt_path, LAST_CHECKPOINT) if cfg.ckpt_path else None
-    with logging_redirect_tqdm():  # log lines (search rounds) on lines of their own, above the progress bar
+    # log lines (search rounds) on lines of their own, above the progress bar
+    with ending_runs(trainer.loggers), logging_redirect_tqdm():
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         if cfg.get("test_after_fit"):
             trainer.test(model, datamodule=datamodule)

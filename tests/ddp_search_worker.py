@@ -1,9 +1,10 @@
 """A weight-sharing search under trainer=ddp_cpu, for test_ws_search.py.
 
 Launched by the test as ``python -m torch.distributed.run --nproc_per_node=2 tests/ddp_search_worker.py
-OUT OVERRIDES...`` (Lightning's DDP joins the processes torchrun started). Each rank writes what it
-ended with to OUT/rank<r>.json: its pool, its history (every architecture generated and scored),
-its pending proposals, and how many architectures it scored itself.
+OUT OVERRIDES...``, or twice with the variables ``srun`` sets for 2 tasks (Lightning's DDP joins the processes
+torchrun or srun started). Each rank writes what it ended with to OUT/rank<r>.json: the cluster environment
+Lightning chose, its pool, its history (every architecture generated and scored), its pending proposals,
+and how many architectures it scored itself.
 """
 
 import json
@@ -31,6 +32,7 @@ def main(out: Path, overrides: list[str]) -> None:
     loop = search.loop
     result = {
         "world_size": trainer.world_size,
+        "cluster": type(trainer.strategy.cluster_environment).__name__,
         "pool": [[list(r.arch), r.score, r.round, r.origin] for r in loop.pool.records()],
         "history": [[list(r.arch), r.score, r.round, r.origin] for r in loop.pool.history],
         "pending": [list(a) for a, _ in loop.pending],

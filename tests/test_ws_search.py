@@ -2,6 +2,8 @@
 and DDP on two CPU processes. One callback and one loop drive both supernets."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,25 +148,67 @@ def test_an_interrupted_search_resumes_to_the_same_pool_and_history(ws_cfg):
     assert records(resumed.loop) == records(whole.loop)
 
 
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_resumes_in_one(ws_cfg, experiment, tmp_path):
-    out = tmp_path / "ddp"
-    out.mkdir()
-    env = dict(CHILD_ENV, PYTHONPATH=str(ROOT / "tests"))
-    overrides = [*experiment[1], "trainer=ddp_cpu"]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(ROOT / "tests" / "ddp_search_worker.py"), str(out), *overrides],
-                   cwd=ROOT, env=env, check=True, timeout=600)
+WORKER = ROOT / "tests" / "ddp_search_worker.py"
+WORKER_ENV = dict(CHILD_ENV, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))  # this checkout's naolit
+
+
+def two_identical_ranks(out: Path) -> list[dict]:
+    """What the 2 ranks of a DDP search wrote to ``out``, checked to be one search: the same pool, history and
+    pending proposals on both, every evaluation made on exactly one rank (10 in round 0, 8 + 4 in round 1)."""
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     for key in ("pool", "history", "pending"):
         assert ranks[0][key] == ranks[1][key], key
-    # every evaluation happened on exactly one rank: 10 in round 0, 8 + 4 in round 1
     assert len(ranks[0]["history"]) == 22 and ranks[0]["scored_here"] + ranks[1]["scored_here"] == 22
     assert ranks[0]["scored_here"] == 11
+    return ranks
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_keeps_ranks_identical_and_resumes_in_one(ws_cfg, experiment, tmp_path):
+    out = tmp_path / "ddp"
+    out.mkdir()
+    overrides = [*experiment[1], "trainer=ddp_cpu"]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(WORKER), str(out), *overrides], cwd=ROOT, env=WORKER_ENV, check=True, timeout=600)
+    ranks = two_identical_ranks(out)
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert checkpoints == ["epoch=3-step=12.ckpt", "last.ckpt"]
 
     resumed = search_of(ws_cfg("resumed", "trainer.max_epochs=6", f"ckpt_path={out}/checkpoints/last.ckpt"))
     history = [[list(r.arch), r.score, r.round, r.origin] for r in resumed.loop.pool.history]
     assert history[:22] == ranks[0]["history"] and resumed.loop.round == 3
+
+
+def free_port() -> int:
+    """A TCP port that is free now (the system picks it), for the ranks to meet on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def srun_task_environment(rank: int, tasks: int, port: int) -> dict[str, str]:
+    """The variables ``srun`` sets for task ``rank`` of a 1-node job of ``tasks`` tasks (its node list: this
+    machine), and the rendezvous port, which Lightning would otherwise derive from the job id."""
+    env = {key: value for key, value in WORKER_ENV.items() if not key.startswith("SLURM_") and key != "MASTER_ADDR"}
+    return env | {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "naolit", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+                  "SLURM_NODELIST": "127.0.0.1", "SLURM_NTASKS": str(tasks), "SLURM_NTASKS_PER_NODE": str(tasks),
+                  "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank), "MASTER_PORT": str(port)}
+
+
+@pytest.mark.slow
+def test_ddp_as_srun_starts_it_keeps_ranks_identical(fake_cifar, tmp_path):
+    out = tmp_path / "slurm"
+    out.mkdir()
+    overrides = [*EXPERIMENTS["cifar"][0], *SEARCH, f"paths.data_dir={fake_cifar}", "trainer=ddp_cpu"]
+    port = free_port()
+    tasks = [subprocess.Popen([sys.executable, str(WORKER), str(out), *overrides], cwd=ROOT,
+                              env=srun_task_environment(rank, 2, port)) for rank in range(2)]
+    try:
+        assert [task.wait(timeout=600) for task in tasks] == [0, 0]
+    finally:
+        for task in tasks:
+            if task.poll() is None:  # the other rank failed: this one would wait for it forever
+                task.kill()
+    ranks = two_identical_ranks(out)
+    assert [rank["cluster"] for rank in ranks] == ["SLURMEnvironment"] * 2

@@ -87,7 +87,7 @@ class SearchCallback(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: Supernet) -> None:
         if trainer.is_global_zero and len(self.loop.pool):
-            self.report.export()
+            self.report.export(trainer.loggers)
 
     def state_dict(self) -> dict[str, Any]:
         return self.loop.state_dict()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -87,15 +88,30 @@ class SearchReport:
         self._drawn = best
         return space.draw(best, self.folder / "best_cell.png")
 
-    def export(self) -> list[Path]:
+    def export(self, loggers: Sequence[Logger] = ()) -> list[Path]:
         """The tables, the best architecture's files and the ``export_top`` best architectures as
-        top{i}.json and top{i}.png (i = 1 is the best); returns the JSON paths."""
+        top{i}.json and top{i}.png (i = 1 is the best); the best one's also to W&B as an artifact.
+        Returns the JSON paths."""
         self.write_round()
         space = self.loop.strategy.space
         paths = [space.export(record.arch, self.folder / f"top{i}")
                  for i, record in enumerate(self.loop.pool.top(self.export_top), start=1)]
         log.info("exported the %d best architectures to %s", len(paths), self.folder)
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                self.log_artifact(logger)
         return paths
+
+    def log_artifact(self, logger: WandbLogger) -> None:
+        """best_genotype.json and best_cell.png as the W&B artifact ``best_<space>_architecture`` (type
+        ``architecture``), with the search's summary as its metadata."""
+        import wandb
+
+        artifact = wandb.Artifact(f"best_{self.loop.strategy.space.name}_architecture", type="architecture",
+                                  metadata=self.summary())
+        for name in ("best_genotype.json", "best_cell.png"):
+            artifact.add_file(str(self.folder / name))
+        logger.experiment.log_artifact(artifact)
 
     def write_tables(self) -> None:
         self.write_csv(self.folder / "pool.csv", self.loop.pool.records())

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from naolit.config_groups import build_loggers
+from naolit.config_groups import build_loggers, ending_runs
 from naolit.io import atomic_path
 from naolit.resume import checkpoint_file, overridden
 from naolit.search.evaluator import TabularEvaluator
@@ -70,24 +70,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
                  loop.budget)
     report = SearchReport(loop, out / "search", cfg.search.export_top)
     loggers = build_loggers(cfg)
-    bar = tqdm(total=loop.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
-               desc=f"{cfg.task_name} ({type(loop.strategy).__name__})")
+    with ending_runs(loggers):  # the W&B run ends with the search, so the next job of a sweep starts its own
+        bar = tqdm(total=loop.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
+                   desc=f"{cfg.task_name} ({type(loop.strategy).__name__})")
 
-    def on_round(loop: SearchLoop, new: list[Record]) -> None:
-        report.publish_round(new, loggers, step=loop.round)
-        save_state(loop, out / STATE_FILE)
-        bar.update(len(new))
-        bar.set_postfix(best=f"{loop.pool.best().score:.2f}", round=loop.round)
+        def on_round(loop: SearchLoop, new: list[Record]) -> None:
+            report.publish_round(new, loggers, step=loop.round)
+            save_state(loop, out / STATE_FILE)
+            bar.update(len(new))
+            bar.set_postfix(best=f"{loop.pool.best().score:.2f}", round=loop.round)
 
-    with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
-        loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
-    bar.close()
-    report.export()
-    if isinstance(loop.evaluator, TabularEvaluator):
-        write_curve(loop.evaluator, report.folder)
-    summary = report.summary()
-    for logger in loggers:
-        logger.log_metrics({f"final/{k.split('/')[-1]}": v for k, v in summary.items()}, step=loop.round)
-        logger.finalize("success")
+        with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
+            loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
+        bar.close()
+        report.export(loggers)
+        if isinstance(loop.evaluator, TabularEvaluator):
+            write_curve(loop.evaluator, report.folder)
+        summary = report.summary()
+        for logger in loggers:
+            logger.log_metrics({f"final/{k.split('/')[-1]}": v for k, v in summary.items()}, step=loop.round)
+            logger.finalize("success")
     log.info("best %s  %s  -> %s", loop.strategy.space.to_genotype(loop.pool.best().arch), summary, out)
     return summary
