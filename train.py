@@ -2,12 +2,15 @@
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
 import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig
+
+from naolit.faults import NonFiniteError
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger(__name__)
@@ -18,7 +21,11 @@ def main(cfg: DictConfig) -> float | None:
     """Run the job ``cfg.entry`` names; returns its ``optimized_metric`` (what a sweeper optimises)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    metrics = get_method(cfg.entry)(cfg)
+    try:
+        metrics = get_method(cfg.entry)(cfg)
+    except NonFiniteError as err:  # an expected way for a run to end, not a bug: no traceback
+        log.error("stopped: %s", err)
+        sys.exit(1)
     if cfg.optimized_metric not in metrics:
         log.warning("optimized_metric=%s is not among the job's final metrics %s; returning nothing",
                     cfg.optimized_metric, sorted(metrics))
