@@ -43,8 +43,9 @@ class NB201Table:
         misplaced = np.flatnonzero(self.frame["index"].to_numpy() != np.arange(NUM_ARCHS))
         if len(misplaced):
             row = int(misplaced[0])
-            raise ValueError(f"{self.path}, line {row + 2}: index is {self.frame['index'].iat[row]!r}, expected {row} "
-                             f"(the rows in the official index order, 0..{NUM_ARCHS - 1})")
+            index = self.frame["index"].tolist()[row]
+            raise ValueError(f"{self.path}, line {row + 2}: index is {index!r}, expected {row} (the rows in the "
+                             f"official index order, 0..{NUM_ARCHS - 1})")
         self.space = NB201Space()
         self.tokens = torch.tensor([self._parse(row, s) for row, s in enumerate(self.frame["arch_str"])])
         if len(self.row_of) != NUM_ARCHS:
@@ -77,9 +78,10 @@ class NB201Table:
         values = pd.to_numeric(self.frame[name], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            lines = ", ".join(f"line {row + 2}: {self.frame[name].iat[row]!r}" for row in bad[:3])
-            raise ValueError(f"{self.path}: column {name} has {len(bad)} values that are missing or not finite "
-                             f"numbers ({lines}{', ...' if len(bad) > 3 else ''}): expected a finite value for "
+            shown = zip(bad[:3], self.frame[name].iloc[bad[:3]].tolist())
+            lines = ", ".join(f"line {row + 2}: {value!r}" for row, value in shown)
+            raise ValueError(f"{self.path}: column {name}: {len(bad)} of its values are missing or not finite "
+                             f"numbers ({lines}{', ...' if len(bad) > 3 else ''}); expected a finite value for "
                              f"every architecture")
         return torch.tensor(values, dtype=torch.float)
 
