@@ -1,7 +1,7 @@
 """Wall time of whole jobs on a busy machine: thread defaults, quiet and with competing CPU-bound processes.
 
     python experiments/bench_under_load.py [--job nb201|ptb] [--competitors 0 1 3] [--repeats 2]
-                                           [--settings old fit1 ...] [--budget 60] [--out FILE]
+                                           [--settings old new ...] [--budget 60] [--out FILE]
 
 Each measurement is one `python train.py` job (``JOBS``: ``nb201_nao`` with ``search.budget``, or a
 cut-down ``ptb_ws_small``) under one setting of the thread defaults (``SETTINGS``), while
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,16 +32,16 @@ from common import ROOT, report
 
 # The settings compared: overrides of train.py and environment variables added to the job's.
 SETTINGS = {
-    "old": ([], {}),  # torch's default: one thread per core, everywhere
-    "threads1": (["threads=1"], {}),  # one thread for the whole job
-    "passive": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),  # idle OpenMP threads sleep instead of spinning
-    "fit1": (["controller.fit.threads=1"], {}),  # the controller's fits on one thread, the rest one per core
+    "old": (["controller.threads=null"], {}),  # torch's default everywhere: one thread per core
+    "new": ([], {}),  # the defaults: the controller on one thread (controller.threads=1), the networks one per core
+    "threads1": (["threads=1", "controller.threads=null"], {}),  # one thread for the whole job
+    "passive": (["controller.threads=null"], {"OMP_WAIT_POLICY": "PASSIVE"}),  # idle OpenMP threads sleep, not spin
 }
 JOBS = {
     "nb201": lambda budget: ["+experiment=nb201_nao", f"search.budget={budget}"],
     # two search rounds of ptb_ws_small (30 training batches before each), from a pool of 100
     "ptb": lambda budget: ["+experiment=ptb_ws_small", "trainer.max_epochs=2", "trainer.limit_train_batches=30",
-                           "search.every_n_epochs=1", "threads=null"],
+                           "search.every_n_epochs=1"],
 }
 BUSY_LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -115,12 +116,15 @@ def main() -> None:
     parser.add_argument("--job", choices=sorted(JOBS), default="nb201")
     parser.add_argument("--budget", type=int, default=60, help="nb201: search.budget")
     parser.add_argument("--competitors", type=int, nargs="+", default=[0, 1, 3])
-    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["old", "fit1"])
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["old", "new"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--competitor-seconds", type=float, default=3600.0,
                         help="a competitor ends by itself after this long, even if the benchmark is killed")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "under_load.json")
     args = parser.parse_args()
+    # stopped by a signal, still stop the competitors (a background job ignores SIGINT unless told otherwise)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rows = measure(args)
     print(table(rows, args.settings))
     report({"job": JOBS[args.job](args.budget), "cpus": len(os.sched_getaffinity(0)), "rows": rows}, args.out)

@@ -65,10 +65,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     datamodule, model, trainer = build(cfg)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    except OSError as err:
+    except OSError as err:  # a full disk while Lightning writes a checkpoint: say so, naming the file if known
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise write_error(out, err) from err  # Lightning's checkpoint writes then name no file
+        raise write_error(err.filename2 or err.filename or out, err) from err
     if cfg.get("test_after_fit"):
         trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -13,11 +13,11 @@ from conftest import CHILD_ENV, DATA, ROOT
 def test_the_load_benchmark_runs_each_setting_under_each_load(tmp_path):
     out = tmp_path / "under_load.json"
     run = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_under_load.py"), "--budget", "31",
-                          "--competitors", "0", "1", "--repeats", "1", "--settings", "old", "fit1",
+                          "--competitors", "0", "1", "--repeats", "1", "--settings", "old", "new",
                           "--competitor-seconds", "300", "--out", str(out)],
                          capture_output=True, text=True, timeout=600, env={**CHILD_ENV, "NAOLIT_DATA_DIR": str(DATA)})
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert sorted((r["competitors"], r["setting"]) for r in rows) == [(0, "fit1"), (0, "old"), (1, "fit1"), (1, "old")]
+    assert sorted((r["competitors"], r["setting"]) for r in rows) == [(0, "new"), (0, "old"), (1, "new"), (1, "old")]
     assert all(r["seconds"] > 0 for r in rows)
-    assert "| 1 | fit1 |" in run.stdout and "| competitors | setting | seconds (median) |" in run.stdout
+    assert "| 1 | new |" in run.stdout and "| competitors | setting | seconds (median) |" in run.stdout

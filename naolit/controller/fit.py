@@ -15,18 +15,6 @@ from naolit.faults import NonFiniteError
 
 
 @contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op CPU threads set to ``threads`` inside the block (None: unchanged), restored after."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Silence Lightning's per-Trainer banner (device info, tips): a search builds one Trainer per round."""
     logger = logging.getLogger("pytorch_lightning")
@@ -50,7 +38,6 @@ def fit_controller(
     logger: pl.loggers.Logger | bool = False,
     generator: torch.Generator | None = None,
     normalize: str = "rank",
-    threads: int | None = None,
 ) -> pl.Trainer:
     """Train (warm start: the controller keeps its weights across calls) for ``epochs`` epochs.
 
@@ -59,12 +46,9 @@ def fit_controller(
     on the flat end of the predictor's sigmoid; ranks spread them evenly (see README, controller quality).
     A diverged controller raises ``NonFiniteError``: a non-finite loss at the step it appears
     (``NAOController.training_step``), a collapsed predictor after training (``check_predictor``).
-    ``threads``: torch's CPU threads during the fit (None: the job's). The controller's tensors are
-    small: a second thread mostly waits for the first, and on a busy machine for a free core.
     """
-    check_fit_settings({"epochs": epochs, "batch_size": batch_size, "grad_clip": grad_clip, "normalize": normalize,
-                        "threads": threads})
-    with _quiet_lightning(), _threads(threads):
+    check_fit_settings({"epochs": epochs, "batch_size": batch_size, "grad_clip": grad_clip, "normalize": normalize})
+    with _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=epochs,
             accelerator=accelerator,
@@ -90,8 +74,6 @@ def check_fit_settings(fit: Mapping[str, Any]) -> None:
             raise ValueError(f"controller.fit: {name} must be >= 1, got {fit[name]}")
     if "grad_clip" in fit and not fit["grad_clip"] > 0:
         raise ValueError(f"controller.fit: grad_clip must be > 0, got {fit['grad_clip']}")
-    if fit.get("threads") is not None and fit["threads"] < 1:
-        raise ValueError(f"controller.fit: threads must be >= 1 or null, got {fit['threads']}")
     if "normalize" in fit and fit["normalize"] not in NORMALIZERS:
         raise ValueError(f"controller.fit: normalize must be one of {sorted(NORMALIZERS)}, got {fit['normalize']!r}")
 

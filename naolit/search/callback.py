@@ -23,7 +23,8 @@ class SearchCallback(pl.Callback):
     ``pool_size - per_round``, and let the strategy (NAO, or a baseline) propose ``per_round`` new
     ones. The supernet then trains on pool + proposals until the next round. Training stops early once
     ``budget`` distinct architectures were scored or after ``max_rounds`` rounds (null: no limit).
-    A non-finite score stops the run or is recorded as a failure (``on_nonfinite``, see ``SearchLoop``).
+    A non-finite score stops the run or is recorded as a failure (``on_nonfinite``), and the strategy
+    proposes on ``propose_threads`` CPU threads (see ``SearchLoop``).
 
     The whole search state (pool, history, pending proposals, controller, RNGs) is this callback's
     checkpoint state (with the round metrics logged so far, which a resumed run logs again), so resuming a
@@ -34,14 +35,14 @@ class SearchCallback(pl.Callback):
 
     def __init__(self, strategy: Strategy, every_n_epochs: int, pool_size: int, budget: int | None = None,
                  max_rounds: int | None = None, seed: int = 0, export_top: int = 5, output_dir: str | None = None,
-                 on_nonfinite: str = "stop"):
+                 on_nonfinite: str = "stop", propose_threads: int | None = None):
         if every_n_epochs < 1:
             raise ValueError(f"search: every_n_epochs must be >= 1, got {every_n_epochs}")
         if max_rounds is not None and max_rounds < 1:
             raise ValueError(f"search: max_rounds must be >= 1 or null, got {max_rounds}")
-        check_search_settings(strategy, budget, pool_size, defer=True, on_nonfinite=on_nonfinite)
+        check_search_settings(strategy, budget, pool_size, True, on_nonfinite, propose_threads)
         self.strategy, self.pool_size, self.budget, self.seed = strategy, pool_size, budget, seed
-        self.on_nonfinite = on_nonfinite
+        self.on_nonfinite, self.propose_threads = on_nonfinite, propose_threads
         self.every_n_epochs, self.max_rounds, self.export_top, self.output_dir = (every_n_epochs, max_rounds,
                                                                                   export_top, output_dir)
         self.loop: SearchLoop | None = None  # made in setup, once the supernet to score with is known
@@ -62,7 +63,8 @@ class SearchCallback(pl.Callback):
             broadcast = lambda proposals: trainer.strategy.broadcast(proposals, src=0)  # noqa: E731
         self.loop = SearchLoop(self.strategy, SupernetEvaluator(pl_module, trainer.world_size, trainer.global_rank),
                                seed=self.seed, budget=self.budget, pool_size=self.pool_size, rescore=True,
-                               defer=True, broadcast=broadcast, on_nonfinite=self.on_nonfinite)
+                               defer=True, broadcast=broadcast, on_nonfinite=self.on_nonfinite,
+                               propose_threads=self.propose_threads)
         self.report = SearchReport(self.loop, Path(self.output_dir or trainer.default_root_dir) / "search",
                                    self.export_top)
 

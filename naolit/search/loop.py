@@ -6,7 +6,8 @@ import logging
 import math
 import random
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ class SearchLoop:
       ``skip``: record the architecture as failed (``ArchPool.add_failure``: in the history with the
       reason, out of the live pool, counted by the budget) and go on. Either way the round is filled in
       on a ``NonFiniteError`` raised inside it (by the controller, or a supernet's training).
+    - ``propose_threads``: torch's CPU threads while the strategy proposes (NAO's controller trains and
+      generates; ``controller.threads``), the job's restored after (None: the job's). The controller's
+      tensors are small: more threads mostly wait on each other and, on a busy machine, on free cores.
 
     Its state (round, pool, history, strategy, RNGs) round-trips through ``state_dict``, so a search
     restored from a checkpoint continues exactly as the uninterrupted one would.
@@ -46,12 +50,13 @@ class SearchLoop:
 
     def __init__(self, strategy: Strategy, evaluator: Evaluator, seed: int = 0, budget: int | None = None,
                  pool_size: int | None = None, rescore: bool = False, defer: bool = False,
-                 broadcast: Callable[[list[Proposal]], list[Proposal]] | None = None, on_nonfinite: str = "stop"):
-        check_search_settings(strategy, budget, pool_size, defer, on_nonfinite)
+                 broadcast: Callable[[list[Proposal]], list[Proposal]] | None = None, on_nonfinite: str = "stop",
+                 propose_threads: int | None = None):
+        check_search_settings(strategy, budget, pool_size, defer, on_nonfinite, propose_threads)
         self.strategy, self.evaluator = strategy, evaluator
         self.pool = ArchPool(strategy.space)
         self.budget, self.pool_size, self.rescore, self.defer = budget, pool_size, rescore, defer
-        self.on_nonfinite = on_nonfinite
+        self.on_nonfinite, self.propose_threads = on_nonfinite, propose_threads
         self.broadcast = broadcast or (lambda proposals: proposals)
         self.pending: list[Proposal] = []
         self.generator = torch.Generator().manual_seed(seed)
@@ -100,7 +105,9 @@ class SearchLoop:
 
     def _propose(self) -> list[Proposal]:
         n = self.strategy.per_round if self.remaining is None else min(self.strategy.per_round, self.remaining)
-        return self.broadcast(self._timed("propose", lambda: self.strategy.propose(self.pool, n, self.generator)))
+        with _torch_threads(self.propose_threads):
+            proposals = self._timed("propose", lambda: self.strategy.propose(self.pool, n, self.generator))
+        return self.broadcast(proposals)
 
     def start(self) -> list[Proposal]:
         """Draw the ``strategy.initial_size`` random architectures that begin the search (pending)."""
@@ -176,7 +183,7 @@ class SearchLoop:
 
 
 def check_search_settings(strategy: Strategy, budget: int | None, pool_size: int | None, defer: bool,
-                          on_nonfinite: str) -> None:
+                          on_nonfinite: str, propose_threads: int | None) -> None:
     """Raise ValueError naming the first bad setting of a search (``conf/search``), before any work."""
     if budget is not None and budget < 1:
         raise ValueError(f"search: budget must be >= 1 or null, got {budget}")
@@ -190,6 +197,20 @@ def check_search_settings(strategy: Strategy, budget: int | None, pool_size: int
                          f"{strategy.per_round}, got {pool_size}")
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"search: on_nonfinite must be one of {list(ON_NONFINITE)}, got {on_nonfinite!r}")
+    if propose_threads is not None and propose_threads < 1:
+        raise ValueError(f"controller: threads must be >= 1 or null, got {propose_threads}")
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` inside the block (None: unchanged), restored after."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _plain_numpy_state(state: tuple) -> tuple:

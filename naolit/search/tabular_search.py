@@ -30,7 +30,7 @@ def build_loop(cfg: DictConfig) -> SearchLoop:
     strategy = instantiate(cfg.strategy)
     evaluator = instantiate(cfg.evaluator)
     return SearchLoop(strategy, evaluator, seed=cfg.seed, budget=cfg.search.budget, pool_size=cfg.search.pool_size,
-                      on_nonfinite=cfg.search.on_nonfinite)
+                      on_nonfinite=cfg.search.on_nonfinite, propose_threads=cfg.controller.threads)
 
 
 def writer(cfg: DictConfig, loop: SearchLoop) -> dict[str, str]:
@@ -40,10 +40,10 @@ def writer(cfg: DictConfig, loop: SearchLoop) -> dict[str, str]:
             "strategy": type(loop.strategy).__name__, "metric": loop.evaluator.metric_name}
 
 
-def save_state(loop: SearchLoop, report: SearchReport, writer: dict[str, str], path: Path) -> None:
-    """The loop's state, the logged round metrics and the writer, atomically: a crash while writing
-    leaves the previous state intact."""
-    checkpoints.save({**loop.state_dict(), "report": report.state_dict(), checkpoints.WRITER_KEY: writer}, path)
+def save_state(loop: SearchLoop, report: SearchReport, identity: dict[str, str], path: Path) -> None:
+    """The loop's state, the logged round metrics and which search wrote them, atomically: a crash while
+    writing leaves the previous state intact."""
+    checkpoints.save({**loop.state_dict(), "report": report.state_dict(), checkpoints.WRITER_KEY: identity}, path)
 
 
 def write_curve(evaluator: TabularEvaluator, folder: Path) -> None:
@@ -72,13 +72,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     identity = writer(cfg, loop)
     for folder in {out, report.folder} | ({Path(cfg.ckpt_path).parent} if cfg.ckpt_path else set()):
         remove_stale_temporaries(folder)
-    loggers = build_loggers(cfg)
     if cfg.ckpt_path:
         state = checkpoints.load_search_state(cfg.ckpt_path, identity)
         loop.load_state_dict(state)
         report.load_state_dict(state["report"])
-        report.replay(loggers)
         log.info("resumed %s at round %d with %d architectures", cfg.ckpt_path, loop.round, len(loop.pool.seen))
+    loggers = build_loggers(cfg)
+    report.replay(loggers)  # a resumed search's rounds so far
     bar = tqdm(total=cfg.search.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
                desc=f"{cfg.task_name} ({type(loop.strategy).__name__})")
 
