@@ -36,6 +36,7 @@ SETTINGS = {
     "new": ([], {}),  # the defaults: the controller on one thread (controller.threads=1), the networks one per core
     "threads1": (["threads=1", "controller.threads=null"], {}),  # one thread for the whole job
     "passive": (["controller.threads=null"], {"OMP_WAIT_POLICY": "PASSIVE"}),  # idle OpenMP threads sleep, not spin
+    "new_passive": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),  # both
 }
 JOBS = {
     "nb201": lambda budget: ["+experiment=nb201_nao", f"search.budget={budget}"],
