@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from naolit.console import quiet_third_parties
@@ -13,6 +14,7 @@ import torch  # noqa: E402
 from hydra.utils import get_method  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from naolit.faults import NonFiniteError  # noqa: E402
 from naolit.resume import register_resolver  # noqa: E402
 from naolit.seeds import run_over_seeds  # noqa: E402
 
@@ -28,7 +30,11 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     job = get_method(cfg.entry)
-    metrics = run_over_seeds(job, cfg) if cfg.seeds else job(cfg)
+    try:
+        metrics = run_over_seeds(job, cfg) if cfg.seeds else job(cfg)
+    except NonFiniteError as err:  # an expected way for a run to end, not a bug: no traceback
+        log.error("stopped: %s", err)
+        sys.exit(1)
     if cfg.optimized_metric not in metrics:
         log.warning("optimized_metric=%s is not among the job's final metrics %s; returning nothing",
                     cfg.optimized_metric, sorted(metrics))

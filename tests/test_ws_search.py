@@ -18,20 +18,11 @@ from naolit.fit import build, run
 from naolit.search import SearchCallback
 
 from conftest import CHILD_ENV, ROOT
+from search_helpers import PNG, WS_PTB, WS_SEARCH as SEARCH
 
-PNG = b"\x89PNG\r\n\x1a\n"
-# The search at toy size: 10 random architectures, then rounds of 4 new (3 NAO + 1 random) in a pool of 12,
-# every 2 epochs of 3 batches.
-SEARCH = ["trainer.limit_train_batches=3", "trainer.max_epochs=4", "search.every_n_epochs=2", "search.pool_size=12",
-          "strategy.initial_size=10", "strategy.per_round=4", "strategy.num_random=1", "controller.fit.epochs=3",
-          "controller.model.embedding_size=8", "controller.model.hidden_size=16",
-          "controller.model.predictor_hidden_size=16", "controller.model.predictor_layers=1",
-          "controller.generate.top_k=5", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
-          "logger=csv", "threads=null", "search.export_top=2"]
 # experiment -> (overrides, the supernet's metric, whether higher is better)
 EXPERIMENTS = {
-    "ptb": (["+experiment=ptb_ws_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4"],
-            "valid_ppl", False),
+    "ptb": (WS_PTB, "valid_ppl", False),
     "cifar": (["+experiment=cifar10_ws", "model.layers=1", "model.channels=4", "data.batch_size=8",
                "data.eval_batch_size=16", "data.valid_size=32", "data.num_workers=0"], "valid_acc", True),
 }

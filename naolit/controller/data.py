@@ -28,9 +28,7 @@ NORMALIZERS = {"minmax": minmax_normalize, "rank": rank_normalize}
 
 def controller_dataloader(archs: torch.Tensor, scores: torch.Tensor, batch_size: int,
                           generator: torch.Generator | None, normalize: str) -> DataLoader:
-    """Shuffled batches of (tokens, normalised scores), sliced whole from memory."""
-    if normalize not in NORMALIZERS:
-        raise ValueError(f"controller: target normalization must be one of {sorted(NORMALIZERS)}, got {normalize!r}")
+    """Shuffled batches of (tokens, scores normalised by ``NORMALIZERS[normalize]``), sliced whole from memory."""
     if archs.shape[0] != scores.shape[0] or archs.shape[0] == 0:
         raise ValueError(f"controller data: need as many scores as architectures (> 0), "
                          f"got {archs.shape[0]} architectures and {scores.shape[0]} scores")

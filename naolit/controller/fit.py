@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import pytorch_lightning as pl
 import torch
 
-from naolit.controller.data import controller_dataloader
+from naolit.controller.data import NORMALIZERS, controller_dataloader
 from naolit.controller.module import NAOController
+from naolit.faults import NonFiniteError
 
 
 @contextmanager
@@ -43,9 +44,10 @@ def fit_controller(
     Scores (higher is better) are normalised over the current pool: ``rank`` (quantiles, the
     default) or ``minmax`` (NAO's). Accuracy-like scores bunch near the top, where min-max puts them
     on the flat end of the predictor's sigmoid; ranks spread them evenly (see README, controller quality).
+    A diverged controller raises ``NonFiniteError``: a non-finite loss at the step it appears
+    (``NAOController.training_step``), a collapsed predictor after training (``check_predictor``).
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"fit_controller: epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    check_fit_settings({"epochs": epochs, "batch_size": batch_size, "grad_clip": grad_clip, "normalize": normalize})
     with _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=epochs,
@@ -60,4 +62,31 @@ def fit_controller(
             log_every_n_steps=1,
         )
         trainer.fit(controller, controller_dataloader(archs, scores, batch_size, generator, normalize))
+        check_predictor(controller, archs, scores)
     return trainer
+
+
+def check_fit_settings(fit: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first bad ``controller.fit`` setting among those ``fit`` holds (a strategy
+    checks them when it is built, before the search starts)."""
+    for name in ("epochs", "batch_size"):
+        if name in fit and fit[name] < 1:
+            raise ValueError(f"controller.fit: {name} must be >= 1, got {fit[name]}")
+    if "grad_clip" in fit and not fit["grad_clip"] > 0:
+        raise ValueError(f"controller.fit: grad_clip must be > 0, got {fit['grad_clip']}")
+    if "normalize" in fit and fit["normalize"] not in NORMALIZERS:
+        raise ValueError(f"controller.fit: normalize must be one of {sorted(NORMALIZERS)}, got {fit['normalize']!r}")
+
+
+def check_predictor(controller: NAOController, archs: torch.Tensor, scores: torch.Tensor) -> None:
+    """Raise NonFiniteError if the predictor's outputs on its training pool are not finite, or are all
+    equal while the scores are not: a predictor saturated or dead after a divergence (its ranking
+    quality, Kendall tau, is then undefined, and NAO's gradient steps are zero)."""
+    predicted = controller.predict_scores(archs)
+    hint = f"the controller diverged; lower controller.model.lr (now {controller.hparams.lr:g})"
+    if not torch.isfinite(predicted).all():
+        bad = predicted[~torch.isfinite(predicted)][0].item()
+        raise NonFiniteError(f"the controller predicts {bad} for an architecture of its training pool: {hint}")
+    if len(predicted) > 1 and (predicted == predicted[0]).all() and (scores != scores[0]).any():
+        raise NonFiniteError(f"the controller's Kendall tau on its training pool is nan: its predictor gives all "
+                             f"{len(predicted)} architectures the same score {predicted[0].item():g}; {hint}")

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from naolit.controller.decoder import Decoder
 from naolit.controller.encoder import Encoder, embed
 from naolit.controller.predictor import Predictor
+from naolit.faults import NonFiniteError
 from naolit.modes import eval_mode
 from naolit.spaces import SearchSpace
 
@@ -67,6 +68,10 @@ class NAOController(pl.LightningModule):
         if self.hparams.augment:
             tokens = self.space.augment(tokens)
         losses = self.losses(tokens, targets)
+        if not torch.isfinite(losses["loss"]):
+            raise NonFiniteError(f"the controller's training loss is {losses['loss'].item()} (epoch "
+                                 f"{self.current_epoch}): it diverged; lower controller.model.lr (now "
+                                 f"{self.hparams.lr:g}) or controller.fit.grad_clip")
         self.log_dict({f"controller/{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True,
                       batch_size=tokens.shape[0])
         return losses["loss"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,23 @@ CORPORA: dict[str, dict[str, RemoteFile]] = {
 
 
 def read_text(path: Path, sha256: str | None = None) -> str:
-    """The text of a plain or gzip (`.gz`) file; its uncompressed bytes are checked against `sha256` if given."""
+    """The text of a plain or gzip (`.gz`) file; its uncompressed bytes are checked against `sha256` if given.
+    A damaged file raises ValueError naming it and the fix."""
+    fix = "delete it and call prepare_data() to download it again, or replace it with the canonical file"
     data = path.read_bytes()
     if path.suffix == ".gz":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise ValueError(f"{path}: not a complete gzip file ({err or type(err).__name__}): the file is damaged or "
+                             f"truncated; {fix}") from None
     if sha256 is not None:
         check_sha256(data, sha256, path)
-    return data.decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r}); "
+                         f"expected a word-level corpus file; {fix}") from None
 
 
 def tokenize(text: str) -> list[str]:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from naolit.faults import NonFiniteError
 from naolit.search.evaluator import Evaluator
 from naolit.search.pool import ArchPool, Record
 from naolit.search.strategies import Proposal, Strategy
 from naolit.spaces import Arch
+
+log = logging.getLogger(__name__)
+ON_NONFINITE = ("stop", "skip")
 
 
 class SearchLoop:
@@ -28,6 +35,14 @@ class SearchLoop:
       NAO-WS's "drop the worst, add the new".
     - ``broadcast``: applied to every proposal list, so that under data parallelism all ranks take
       rank 0's (their controllers may differ in the last bits on a GPU). Default: identity.
+    - ``on_nonfinite``: what a non-finite score does (``naolit.faults``). ``stop``: raise
+      ``NonFiniteError`` naming the architecture and the round, before the round's state is saved.
+      ``skip``: record the architecture as failed (``ArchPool.add_failure``: in the history with the
+      reason, out of the live pool, counted by the budget) and go on. Either way the round is filled in
+      on a ``NonFiniteError`` raised inside it (by the controller, or a supernet's training).
+    - ``propose_threads``: torch's CPU threads while the strategy proposes (NAO's controller trains and
+      generates; ``controller.threads``), the job's restored after (None: the job's). The controller's
+      tensors are small: more threads mostly wait on each other and, on a busy machine, on free cores.
 
     Its state (round, pool, history, strategy, RNGs) round-trips through ``state_dict``, so a search
     restored from a checkpoint continues exactly as the uninterrupted one would.
@@ -35,17 +50,13 @@ class SearchLoop:
 
     def __init__(self, strategy: Strategy, evaluator: Evaluator, seed: int = 0, budget: int | None = None,
                  pool_size: int | None = None, rescore: bool = False, defer: bool = False,
-                 broadcast: Callable[[list[Proposal]], list[Proposal]] | None = None):
-        if budget is not None and budget < 1:
-            raise ValueError(f"search: budget must be >= 1 or null, got {budget}")
-        if pool_size is not None and pool_size < 1:
-            raise ValueError(f"search: pool_size must be >= 1 or null, got {pool_size}")
-        if defer and pool_size is not None and pool_size <= strategy.per_round:
-            raise ValueError(f"search: with deferred evaluation pool_size must exceed the strategy's per_round="
-                             f"{strategy.per_round}, got {pool_size}")
+                 broadcast: Callable[[list[Proposal]], list[Proposal]] | None = None, on_nonfinite: str = "stop",
+                 propose_threads: int | None = None):
+        check_search_settings(strategy, budget, pool_size, defer, on_nonfinite, propose_threads)
         self.strategy, self.evaluator = strategy, evaluator
         self.pool = ArchPool(strategy.space)
         self.budget, self.pool_size, self.rescore, self.defer = budget, pool_size, rescore, defer
+        self.on_nonfinite, self.propose_threads = on_nonfinite, propose_threads
         self.broadcast = broadcast or (lambda proposals: proposals)
         self.pending: list[Proposal] = []
         self.generator = torch.Generator().manual_seed(seed)
@@ -71,17 +82,32 @@ class SearchLoop:
             proposals = proposals[: self.remaining]
         archs = [arch for arch, _ in proposals]
         scores = self._timed("evaluate", lambda: self.evaluator.score(archs)) if archs else []
-        return [self.pool.add(arch, score, self.round, origin) for (arch, origin), score in zip(proposals, scores)]
+        return [self._record(arch, score, origin) for (arch, origin), score in zip(proposals, scores)]
 
     def _rescore(self) -> None:
         records = self.pool.records()
         scores = self._timed("rescore", lambda: self.evaluator.score([r.arch for r in records]))
         for record, score in zip(records, scores):
-            self.pool.add(record.arch, score, self.round, record.origin)
+            self._record(record.arch, score, record.origin)
+
+    def _record(self, arch: Arch, score: float, origin: str) -> Record:
+        """Add one evaluation to the pool; a non-finite score stops the search or, with
+        ``on_nonfinite="skip"``, is recorded as a failure."""
+        if math.isfinite(score):
+            return self.pool.add(arch, score, self.round, origin)
+        failure = f"{self.evaluator.metric_name}={self.evaluator.to_metric(score)}"
+        genotype = self.strategy.space.to_genotype(arch)
+        if self.on_nonfinite == "stop":
+            raise NonFiniteError(f"architecture {genotype} scored {failure} (search.on_nonfinite=skip records such "
+                                 f"architectures as failed and goes on)", self.round)
+        log.warning("search round %d: architecture %s scored %s: recorded as failed", self.round, genotype, failure)
+        return self.pool.add_failure(arch, self.round, origin, failure)
 
     def _propose(self) -> list[Proposal]:
         n = self.strategy.per_round if self.remaining is None else min(self.strategy.per_round, self.remaining)
-        return self.broadcast(self._timed("propose", lambda: self.strategy.propose(self.pool, n, self.generator)))
+        with _torch_threads(self.propose_threads):
+            proposals = self._timed("propose", lambda: self.strategy.propose(self.pool, n, self.generator))
+        return self.broadcast(proposals)
 
     def start(self) -> list[Proposal]:
         """Draw the ``strategy.initial_size`` random architectures that begin the search (pending)."""
@@ -91,20 +117,28 @@ class SearchLoop:
 
     def step(self) -> list[Record]:
         """One round: evaluate what is pending (round 0: the random start; otherwise, unless deferred,
-        the strategy's proposals of this round), after rescoring the pool if asked; returns the new records."""
+        the strategy's proposals of this round), after rescoring the pool if asked; returns the new records
+        (failed ones included)."""
         self.timings = {}
-        if self.round == 0 and not self.pending:
-            self.start()
-        if self.round > 0 and self.rescore:
-            self._rescore()
-        if self.round > 0 and not self.defer:
-            self.pending = self._propose()
-        new = self._evaluate(self.pending)
-        self.pending = []
-        if self.pool_size is not None:
-            self.pool.keep_best(self.pool_size - (self.strategy.per_round if self.defer else 0))
-        if self.defer and not self.done:
-            self.pending = self._propose()
+        try:
+            if self.round == 0 and not self.pending:
+                self.start()
+            if self.round > 0 and self.rescore:
+                self._rescore()
+            if self.round > 0 and not self.defer:
+                self.pending = self._propose()
+            new = self._evaluate(self.pending)
+            if not self.pool.live:
+                raise NonFiniteError(f"every architecture evaluated so far failed ({len(self.pool.failures)} "
+                                     f"non-finite scores): there is no pool to search from")
+            self.pending = []
+            if self.pool_size is not None:
+                self.pool.keep_best(self.pool_size - (self.strategy.per_round if self.defer else 0))
+            if self.defer and not self.done:
+                self.pending = self._propose()
+        except NonFiniteError as err:
+            err.round = self.round if err.round is None else err.round
+            raise
         self.round += 1
         return new
 
@@ -148,6 +182,37 @@ class SearchLoop:
         _restore_global_rngs(state)
         if "evaluator" in state:
             self.evaluator.load_state_dict(state["evaluator"])
+
+
+def check_search_settings(strategy: Strategy, budget: int | None, pool_size: int | None, defer: bool,
+                          on_nonfinite: str, propose_threads: int | None) -> None:
+    """Raise ValueError naming the first bad setting of a search (``conf/search``), before any work."""
+    if budget is not None and budget < 1:
+        raise ValueError(f"search: budget must be >= 1 or null, got {budget}")
+    if budget is not None and budget < strategy.initial_size:
+        raise ValueError(f"search: budget must be >= the strategy's initial_size={strategy.initial_size} (the random "
+                         f"architectures that start the search), got {budget}")
+    if pool_size is not None and pool_size < 1:
+        raise ValueError(f"search: pool_size must be >= 1 or null, got {pool_size}")
+    if defer and pool_size is not None and pool_size <= strategy.per_round:
+        raise ValueError(f"search: with deferred evaluation pool_size must exceed the strategy's per_round="
+                         f"{strategy.per_round}, got {pool_size}")
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"search: on_nonfinite must be one of {list(ON_NONFINITE)}, got {on_nonfinite!r}")
+    if propose_threads is not None and propose_threads < 1:
+        raise ValueError(f"controller: threads must be >= 1 or null, got {propose_threads}")
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` inside the block (None: unchanged), restored after."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _plain_numpy_state(state: tuple) -> tuple:

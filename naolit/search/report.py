@@ -1,8 +1,9 @@
 """What every search reports, tabular or weight-sharing: its metrics each round, and its ``search/`` folder.
 
-- ``pool.csv`` (the live pool, best first) and ``history.csv`` (every evaluation in order), rewritten
-  each round. The score column is named for what it holds: the evaluator's metric (``valid_ppl``,
-  ``valid_acc``, a table column), not the higher-is-better search score.
+- ``pool.csv`` (the live pool, best first) and ``history.csv`` (every evaluation in order, by round;
+  a failed one with an empty score and its ``failure``), rewritten each round. The score column is
+  named for what it holds: the evaluator's metric (``valid_ppl``, ``valid_acc``, a table column), not
+  the higher-is-better search score.
 - ``best_genotype.json`` and ``best_cell.png``: the best architecture so far, rewritten when it changes.
 - ``top{1..k}.json`` and ``top{1..k}.png``: the ``export_top`` best architectures, at the end.
 """
@@ -14,6 +15,7 @@ import logging
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pytorch_lightning.loggers import Logger, WandbLogger
 
@@ -33,6 +35,7 @@ class SearchReport:
             raise ValueError(f"search: export_top must be >= 1, got {export_top}")
         self.loop, self.folder, self.export_top = loop, Path(folder), export_top
         self._drawn: Arch | None = None  # the architecture best_cell.png shows
+        self.logged: list[tuple[int, dict[str, float]]] = []  # (step, metrics) of every round published
 
     @property
     def metric_name(self) -> str:
@@ -43,13 +46,14 @@ class SearchReport:
         evaluator and the strategy report (test accuracy of the best, controller quality), seconds per phase."""
         name, to_metric = self.metric_name, self.loop.evaluator.to_metric
         scores = [r.score for r in self.loop.pool.records()]
+        scored = [r.score for r in new if r.failure is None]
         metrics = self.summary() | {
-            "search/new": float(len(new)), "search/pool_size": float(len(scores)),
-            "search/pool_mean_score": statistics.fmean(scores),
+            "search/new": float(len(new)), "search/failed": float(len(new) - len(scored)),
+            "search/pool_size": float(len(scores)), "search/pool_mean_score": statistics.fmean(scores),
             f"search/pool_mean_{name}": statistics.fmean(to_metric(s) for s in scores),
             f"search/pool_median_{name}": statistics.median(to_metric(s) for s in scores)}
-        if new:
-            metrics[f"search/new_mean_{name}"] = statistics.fmean(to_metric(r.score) for r in new)
+        if scored:
+            metrics[f"search/new_mean_{name}"] = statistics.fmean(to_metric(s) for s in scored)
         if "propose" in self.loop.timings:  # the controller's quality on the data of this round
             metrics |= getattr(self.loop.strategy, "metrics", {})
         return metrics | {f"time/{phase}_s": seconds for phase, seconds in self.loop.timings.items()}
@@ -65,16 +69,34 @@ class SearchReport:
 
     def publish_round(self, new: list[Record], loggers: list[Logger], step: int) -> dict[str, float]:
         """Log the round's metrics to ``loggers`` at ``step`` (and the best cell's picture to W&B when it
-        changed), rewrite the pool, the history and the best architecture's files; returns the metrics."""
+        changed), rewrite the pool, the history and the best architecture's files; returns the metrics.
+        The loggers write the metrics out at once (``save``): a run killed later keeps them."""
         metrics = self.round_metrics(new)
+        self.logged.append((step, metrics))
         picture = self.write_round()
         for logger in loggers:
             logger.log_metrics(metrics, step=step)
             if picture is not None and isinstance(logger, WandbLogger):
                 logger.log_image("search/best_cell", [str(picture)], step=step)
+            logger.save()
         log.info("search round %d: %d evaluated, best %s %.4g", self.loop.round, len(self.loop.pool.seen),
                  self.metric_name, metrics[f"search/best_{self.metric_name}"])
         return metrics
+
+    def replay(self, loggers: list[Logger]) -> None:
+        """Log the rounds published before a resume to a resumed run's ``loggers`` (new ones, or emptied:
+        CSVLogger starts its file anew), so that they hold every round."""
+        for logger in loggers:
+            for step, metrics in self.logged:
+                logger.log_metrics(metrics, step=step)
+            logger.save()
+
+    def state_dict(self) -> dict[str, Any]:
+        # plain floats, so that the state loads with weights_only=True
+        return {"logged": [[step, {k: float(v) for k, v in metrics.items()}] for step, metrics in self.logged]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.logged = [(step, dict(metrics)) for step, metrics in state["logged"]]
 
     def write_round(self) -> Path | None:
         """pool.csv and history.csv, and best_genotype.json and best_cell.png where the best architecture
@@ -114,16 +136,22 @@ class SearchReport:
         logger.experiment.log_artifact(artifact)
 
     def write_tables(self) -> None:
-        self.write_csv(self.folder / "pool.csv", self.loop.pool.records())
-        self.write_csv(self.folder / "history.csv", self.loop.pool.history)
+        pool = self.loop.pool
+        self.write_csv(self.folder / "pool.csv", pool.records())
+        # a round's failures after its scored evaluations (sorted is stable)
+        self.write_csv(self.folder / "history.csv", sorted(pool.history + pool.failures, key=lambda r: r.round),
+                       failures=True)
 
-    def write_csv(self, path: Path, records: list[Record]) -> Path:
-        """``records`` in order with their metric, round, origin, genotype hash and tokens, atomically."""
+    def write_csv(self, path: Path, records: list[Record], failures: bool = False) -> Path:
+        """``records`` in order with their metric, round, origin, genotype hash and tokens (and, with
+        ``failures``, why an evaluation failed: its metric is then empty), atomically."""
         space, to_metric = self.loop.strategy.space, self.loop.evaluator.to_metric
         with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["rank", self.metric_name, "round", "origin", "hash", "tokens"])
+            header = ["rank", self.metric_name, "round", "origin", "hash", "tokens"]
+            writer.writerow(header + ["failure"] if failures else header)
             for rank, r in enumerate(records):
-                writer.writerow([rank, to_metric(r.score), r.round, r.origin, space.arch_hash(r.arch),
-                                 " ".join(map(str, r.arch))])
+                metric = "" if r.score is None else to_metric(r.score)
+                row = [rank, metric, r.round, r.origin, space.arch_hash(r.arch), " ".join(map(str, r.arch))]
+                writer.writerow(row + [r.failure or ""] if failures else row)
         return path

@@ -7,14 +7,15 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from naolit import checkpoints
 from naolit.config_groups import build_loggers, ending_runs
-from naolit.io import atomic_path
+from naolit.faults import NonFiniteError
+from naolit.io import atomic_path, remove_stale_temporaries
 from naolit.resume import checkpoint_file, overridden
 from naolit.search.evaluator import TabularEvaluator
 from naolit.search.loop import SearchLoop
@@ -30,13 +31,21 @@ def build_loop(cfg: DictConfig) -> SearchLoop:
     """The search loop (strategy + evaluator) that ``cfg`` describes, not yet run."""
     strategy = instantiate(cfg.strategy)
     evaluator = instantiate(cfg.evaluator)
-    return SearchLoop(strategy, evaluator, seed=cfg.seed, budget=cfg.search.budget, pool_size=cfg.search.pool_size)
+    return SearchLoop(strategy, evaluator, seed=cfg.seed, budget=cfg.search.budget, pool_size=cfg.search.pool_size,
+                      on_nonfinite=cfg.search.on_nonfinite, propose_threads=cfg.controller.threads)
 
 
-def save_state(loop: SearchLoop, path: Path) -> None:
-    """Atomic: a crash while writing leaves the previous state intact."""
-    with atomic_path(path) as tmp:
-        torch.save(loop.state_dict(), tmp)
+def writer(cfg: DictConfig, loop: SearchLoop) -> dict[str, str]:
+    """Which search this is, as its state records it: a state resumes only a search of the same space,
+    strategy and metric (``checkpoints.load_search_state``)."""
+    return {"task_name": cfg.task_name, "entry": cfg.entry, "space": loop.strategy.space.name,
+            "strategy": type(loop.strategy).__name__, "metric": loop.evaluator.metric_name}
+
+
+def save_state(loop: SearchLoop, report: SearchReport, identity: dict[str, str], path: Path) -> None:
+    """The loop's state, the logged round metrics and which search wrote them, atomically: a crash while
+    writing leaves the previous state intact."""
+    checkpoints.save({**loop.state_dict(), "report": report.state_dict(), checkpoints.WRITER_KEY: identity}, path)
 
 
 def write_curve(evaluator: TabularEvaluator, folder: Path) -> None:
@@ -56,33 +65,48 @@ def write_curve(evaluator: TabularEvaluator, folder: Path) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Run (or resume) one search; returns its summary (``SearchReport.summary``)."""
+    """Run (or resume) one search; returns its summary (``SearchReport.summary``). A non-finite score
+    stops it (``NonFiniteError``, naming the state to resume from) unless ``search.on_nonfinite=skip``."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     loop = build_loop(cfg)
-    if cfg.ckpt_path:
-        state_file = checkpoint_file(cfg.ckpt_path, STATE_FILE)
-        loop.load_state_dict(torch.load(state_file, weights_only=True))
+    report = SearchReport(loop, out / "search", cfg.search.export_top)
+    identity = writer(cfg, loop)
+    state_file = checkpoint_file(cfg.ckpt_path, STATE_FILE) if cfg.ckpt_path else None
+    for folder in {out, report.folder} | ({Path(state_file).parent} if state_file else set()):
+        remove_stale_temporaries(folder)
+    if state_file:
+        state = checkpoints.load_search_state(state_file, identity)
+        loop.load_state_dict(state)
+        report.load_state_dict(state["report"])
         if overridden("search.budget"):  # else the interrupted run's budget
             loop.budget = cfg.search.budget
         log.info("resumed %s at round %d with %d of %s architectures", state_file, loop.round, len(loop.pool.seen),
                  loop.budget)
-    report = SearchReport(loop, out / "search", cfg.search.export_top)
     loggers = build_loggers(cfg)
     with ending_runs(loggers):  # the W&B run ends with the search, so the next job of a sweep starts its own
+        report.replay(loggers)  # a resumed search's rounds so far
         bar = tqdm(total=loop.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
                    desc=f"{cfg.task_name} ({type(loop.strategy).__name__})")
 
         def on_round(loop: SearchLoop, new: list[Record]) -> None:
             report.publish_round(new, loggers, step=loop.round)
-            save_state(loop, out / STATE_FILE)
+            save_state(loop, report, identity, out / STATE_FILE)
             bar.update(len(new))
             bar.set_postfix(best=f"{loop.pool.best().score:.2f}", round=loop.round)
 
-        with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
-            loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
-        bar.close()
+        try:
+            with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
+                loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
+        except NonFiniteError as err:
+            state = out / STATE_FILE if (out / STATE_FILE).is_file() else state_file
+            err.last_good = (f"The last good state is {state}, saved before round {err.round}: resume from it with "
+                             f"ckpt_path={state} once the cause is fixed." if state else
+                             "No state was saved before it (it came in round 0): there is nothing to resume.")
+            raise
+        finally:
+            bar.close()
         report.export(loggers)
         if isinstance(loop.evaluator, TabularEvaluator):
             write_curve(loop.evaluator, report.folder)

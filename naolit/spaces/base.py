@@ -153,8 +153,9 @@ class SearchSpace(ABC):
             genotype = json.loads(path.read_text())
         except FileNotFoundError:
             raise FileNotFoundError(f"genotype file {path} does not exist") from None
-        except json.JSONDecodeError as err:
-            raise InvalidArchitecture(f"{path}: not valid JSON ({err})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InvalidArchitecture(f"{path}: not valid JSON ({err}); expected a genotype file such as a "
+                                      f"search's best_genotype.json") from None
         try:
             return self.from_genotype(genotype)
         except InvalidArchitecture as err:
@@ -175,6 +176,8 @@ class SearchSpace(ABC):
                                   f"architecture; names: {sorted(named) or 'none for this space'}")
 
     def _check_genotype_space(self, genotype: dict[str, Any]) -> None:
-        if not isinstance(genotype, dict) or genotype.get("space") != self.name:
-            got = genotype.get("space") if isinstance(genotype, dict) else type(genotype).__name__
-            raise InvalidArchitecture(f"genotype is for space {got!r}, expected space {self.name!r}")
+        if not isinstance(genotype, dict):
+            raise InvalidArchitecture(f"genotype is a {type(genotype).__name__}, expected a JSON object of space "
+                                      f"{self.name!r}")
+        if genotype.get("space") != self.name:
+            raise InvalidArchitecture(f"genotype is for space {genotype.get('space')!r}, expected space {self.name!r}")

@@ -37,6 +37,7 @@ class Supernet(pl.LightningModule, ABC):
         self.space, self.arch_sampling = space, arch_sampling
         self.arch_generator = torch.Generator().manual_seed(seed)
         self.train_archs: list[Arch] = []
+        self.last_train_arch: Arch | None = None  # what the last training batch trained (named if it diverges)
 
     def set_train_archs(self, archs: Sequence[Arch]) -> None:
         """The architectures training batches are drawn from (the search pool)."""
@@ -46,8 +47,10 @@ class Supernet(pl.LightningModule, ABC):
         """The architecture of the next training batch."""
         if self.arch_sampling == "pool" and self.train_archs:
             index = int(torch.randint(len(self.train_archs), (1,), generator=self.arch_generator))
-            return self.train_archs[index]
-        return tuple(self.space.sample(1, self.arch_generator)[0].tolist())
+            self.last_train_arch = self.train_archs[index]
+        else:
+            self.last_train_arch = tuple(self.space.sample(1, self.arch_generator)[0].tolist())
+        return self.last_train_arch
 
     @abstractmethod
     def score(self, archs: Sequence[Arch], batches: Iterable[Any] | None = None) -> list[float]:

@@ -8,6 +8,7 @@ import torch
 
 from naolit.controller import (Generated, NAOController, fit_controller, generate_new, kendall_tau,
                                pairwise_accuracy, recovery)
+from naolit.controller.fit import check_fit_settings
 from naolit.search.pool import ArchPool
 from naolit.search.strategies.base import Proposal, Strategy
 from naolit.spaces import Arch, SearchSpace
@@ -35,6 +36,7 @@ class NAOStrategy(Strategy):
         if candidates is not None and candidates < per_round - num_random - num_mutations:
             raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random - num_mutations = "
                              f"{per_round - num_random - num_mutations}, got {candidates}")
+        check_fit_settings(fit)
         self.candidates = candidates
         self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
         self.top_k = self.generate.pop("top_k")
