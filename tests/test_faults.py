@@ -282,14 +282,11 @@ def bad_checkpoint(kind: str, folder: Path, re_state: Path) -> Path:
         torch.save({"round": 3, "pool": Foreign()}, path)
     elif kind == "plain dict":
         torch.save({"weights": torch.ones(2)}, path)
-    elif kind == "folder":
-        path.mkdir()
     return path
 
 
 @pytest.mark.parametrize("kind, error, message", [
     ("missing", FileNotFoundError, r"does not exist: expected the search_state.pt of a tabular search's run folder"),
-    ("folder", IsADirectoryError, r"is a folder: expected the search_state.pt"),
     ("empty", ValueError, r"is not a checkpoint \(empty\): expected the search_state.pt"),
     ("truncated", ValueError, r"is not a checkpoint \(truncated, or not a file torch.save wrote\): expected the"),
     ("text", ValueError, r"is not a checkpoint \(truncated, or not a file torch.save wrote\)"),
@@ -303,6 +300,12 @@ def test_a_bad_search_state_is_named_and_never_loaded_unsafely(search_cfg, re_st
         tabular_run(search_cfg("resumed", *QUICK_RE, f"ckpt_path={path}"))
     assert "weights_only" not in str(err.value)
     assert not (tmp_path / "resumed" / "search").exists()  # refused before any work
+
+
+def test_a_run_folder_without_a_search_state_is_named(search_cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"ckpt_path={tmp_path}/search_state.pt does not exist: expected the "
+                                                f"search_state.pt of a tabular search's run folder"):
+        tabular_run(search_cfg("resumed", *QUICK_RE, f"ckpt_path={tmp_path}"))
 
 
 def test_a_foreign_checkpoint_names_the_job_that_wrote_it(search_cfg, re_state, ws_checkpoint):

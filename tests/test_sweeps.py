@@ -36,9 +36,11 @@ SMALL_SEARCH = ["+experiment=nb201_nao", "search.budget=30", "strategy.initial_s
 
 
 def sweep(hydra_sweep_runner, task, overrides, folder):
-    """Hydra's test API: ``python train.py -m OVERRIDES`` in this process, with ``task`` as train.py's main."""
+    """Hydra's test API: ``python train.py -m OVERRIDES`` in this process, with ``task`` as train.py's main
+    (``hydra.mode`` set as ``-m`` sets it; the test API leaves it null)."""
     return hydra_sweep_runner(calling_file=str(ROOT / "train.py"), calling_module=None, task_function=task,
-                              config_path="conf", config_name="config", overrides=overrides, temp_dir=folder)
+                              config_path="conf", config_name="config", overrides=[*overrides, "hydra.mode=MULTIRUN"],
+                              temp_dir=folder)
 
 
 def jobs_of(folder):
