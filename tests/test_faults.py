@@ -141,7 +141,7 @@ def test_a_nan_in_the_controller_loss_stops_its_fit():
     archs = SPACE.sample(20, torch.Generator().manual_seed(0))
     with pytest.raises(NonFiniteError, match=r"the controller's training loss is nan \(epoch 0\): it diverged; "
                                              r"lower controller.model.lr \(now 0.001\)"):
-        fit_controller(controller, archs, torch.rand(20), epochs=2)
+        fit_controller(controller, archs, torch.rand(20), steps=2)
 
 
 @pytest.mark.slow
@@ -422,7 +422,7 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
 # ---- settings checked before any work -------------------------------------------------------------
 @pytest.mark.parametrize("overrides, message", [
     (["controller.fit.batch_size=0"], "controller.fit: batch_size must be >= 1, got 0"),
-    (["controller.fit.epochs=-1"], "controller.fit: epochs must be >= 1, got -1"),
+    (["controller.fit.steps=-1"], "controller.fit: steps must be >= 1, got -1"),
     (["controller.fit.normalize=zscore"], r"controller.fit: normalize must be one of \['minmax', 'rank'\], got 'zsc"),
 ])
 def test_bad_controller_fit_settings_stop_a_search_before_its_first_round(search_cfg, overrides, message):
@@ -482,7 +482,7 @@ runpy.run_path("train.py", run_name="__main__")
 
 @pytest.mark.slow
 def test_a_search_killed_mid_write_resumes_to_the_same_results_and_keeps_its_round_metrics(tmp_path):
-    overrides = ["+experiment=nb201_nao", "search.budget=42", "controller.fit.epochs=3", *TINY_CONTROLLER,
+    overrides = ["+experiment=nb201_nao", "search.budget=42", "controller.fit.steps=3", *TINY_CONTROLLER,
                  "logger=csv"]
 
     def train(out, *extra, script=None):

@@ -105,7 +105,7 @@ def test_an_architecture_outside_the_table_raises_and_costs_nothing():
 @pytest.mark.slow
 def test_tiny_nao_search_end_to_end(search_cfg, truth):
     cfg = search_cfg("nao", "search.budget=30", "strategy.initial_size=10", "strategy.per_round=10",
-                     "controller.fit.epochs=3", "logger=csv", "search.export_top=3")
+                     "controller.fit.steps=3", "logger=csv", "search.export_top=3")
     summary = run(cfg)
     out = Path(cfg.paths.output_dir)
     search = out / "search"
@@ -170,7 +170,7 @@ def test_train_py_returns_the_objective(search_cfg, train_main, truth):
 
 @pytest.mark.slow
 def test_run_resumes_from_its_search_state(search_cfg):
-    overrides = ["search.budget=30", "strategy.initial_size=10", "strategy.per_round=10", "controller.fit.epochs=3",
+    overrides = ["search.budget=30", "strategy.initial_size=10", "strategy.per_round=10", "controller.fit.steps=3",
                  "logger=none", *TINY_CONTROLLER]
     whole = search_cfg("whole", *overrides)
     part = search_cfg("part", *overrides, "search.max_rounds=2")
