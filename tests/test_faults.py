@@ -139,7 +139,7 @@ def test_a_nan_in_the_controller_loss_stops_its_fit():
     with torch.no_grad():
         controller.predictor.parameters().__next__().fill_(math.nan)
     archs = SPACE.sample(20, torch.Generator().manual_seed(0))
-    with pytest.raises(NonFiniteError, match=r"the controller's training loss is nan \(epoch 0\): it diverged; "
+    with pytest.raises(NonFiniteError, match=r"the controller's training loss is nan \(step 0\): it diverged; "
                                              r"lower controller.model.lr \(now 0.001\)"):
         fit_controller(controller, archs, torch.rand(20), steps=2)
 

@@ -74,8 +74,8 @@ def table_lines(runs: Runs, budgets: list[int], optimum: int) -> list[str]:
         for strategy, by_seed in runs.items():
             mean, se = mean_se(tests[strategy])
             found = sum(at_queries(run["best_row"], b) == optimum for run in by_seed.values())
-            ahead = f"{margin(tests['nao'], tests[strategy]):+.1f}" if "nao" in runs and strategy != "nao" else ""
-            ahead = "" if ahead == "+nan" else ahead  # no spread to measure the difference in (a single seed)
+            lead = margin(tests["nao"], tests[strategy]) if "nao" in runs and strategy != "nao" else float("nan")
+            ahead = "" if np.isnan(lead) else f"{lead:+.1f}"  # nan: NAO's own row, or no spread (one seed)
             lines.append(f"| {b} | {LABELS.get(strategy, strategy)} | {len(by_seed)} | {mean:.2f} ± {se:.2f} "
                          f"| {found}/{len(by_seed)} | {ahead} |")
     return lines
