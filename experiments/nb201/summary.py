@@ -67,8 +67,8 @@ def optimum_row(scores: list[float]) -> int:
 
 
 def table_lines(runs: Runs, budgets: list[int], optimum: int) -> list[str]:
-    lines = ["| queries | strategy | runs | test accuracy (%), mean ± s.e. | at optimum | NAO ahead by (s.e.) |",
-             "|---:|---|---:|---|---:|---:|"]
+    lines = ["| queries | strategy | runs | test accuracy (%), mean ± s.e. | NAO ahead by (s.e.) | at optimum "
+             "| search score, mean ± s.e. |", "|---:|---|---:|---|---:|---:|---|"]
     for b in budgets:
         tests = {s: [at_queries(run["best_test"], b) for run in by_seed.values()] for s, by_seed in runs.items()}
         for strategy, by_seed in runs.items():
@@ -76,8 +76,9 @@ def table_lines(runs: Runs, budgets: list[int], optimum: int) -> list[str]:
             found = sum(at_queries(run["best_row"], b) == optimum for run in by_seed.values())
             lead = margin(tests["nao"], tests[strategy]) if "nao" in runs and strategy != "nao" else float("nan")
             ahead = "" if np.isnan(lead) else f"{lead:+.1f}"  # nan: NAO's own row, or no spread (one seed)
-            lines.append(f"| {b} | {LABELS.get(strategy, strategy)} | {len(by_seed)} | {mean:.2f} ± {se:.2f} "
-                         f"| {found}/{len(by_seed)} | {ahead} |")
+            score, score_se = mean_se([at_queries(run["best_score"], b) for run in by_seed.values()])
+            lines.append(f"| {b} | {LABELS.get(strategy, strategy)} | {len(by_seed)} | {mean:.2f} ± {se:.2f} | {ahead} "
+                         f"| {found}/{len(by_seed)} | {score:.2f} ± {score_se:.2f} |")
     return lines
 
 
@@ -123,7 +124,8 @@ def summarize(out: Path, dataset: Dataset, scores: list[float], tests: list[floa
         "architectures evaluated): mean ± standard error over seeds. *At optimum*: runs whose best architecture",
         f"is row {optimum}, the best by the search score (search score {scores[optimum]:.2f}, test "
         f"{tests[optimum]:.2f}); the best test accuracy in the table is {tests[best_test]:.2f} (row {best_test}).",
-        "*NAO ahead by*: NAO's mean minus this strategy's, in standard errors of that difference.",
+        "*NAO ahead by*: NAO's mean minus this strategy's, in standard errors of that difference. *Search score*:",
+        "the best search score found so far, what the search itself optimises.",
         "",
         *table_lines(runs, budgets, optimum),
         "",
