@@ -482,8 +482,8 @@ runpy.run_path("train.py", run_name="__main__")
 
 @pytest.mark.slow
 def test_a_search_killed_mid_write_resumes_to_the_same_results_and_keeps_its_round_metrics(tmp_path):
-    overrides = ["+experiment=nb201_nao", "search.budget=42", "controller.fit.steps=3", *TINY_CONTROLLER,
-                 "logger=csv"]
+    overrides = ["+experiment=nb201_nao", "search.budget=42", "strategy.initial_size=30", "controller.fit.steps=3",
+                 *TINY_CONTROLLER, "logger=csv"]
 
     def train(out, *extra, script=None):
         command = [sys.executable, "-c", script, *overrides] if script else [sys.executable, "train.py", *overrides]
