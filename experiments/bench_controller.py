@@ -1,6 +1,6 @@
 """Controller speed at the reference CNN-cell setting (NAO.md).
 
-    python experiments/bench_controller.py [--epochs 30] [--repeats 5] [hydra overrides]
+    python experiments/bench_controller.py [--steps 300] [--repeats 5] [hydra overrides]
 
 1000 random 5-op CNN-cell architectures (40 tokens, vocab 12), batch 100, embedding 48, hidden 96,
 predictor 3 x 200 with dropout 0.1, branch-swap augmentation on: the default controller config.
@@ -26,7 +26,7 @@ from naolit.controller import fit_controller, generate_new
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs to time (10 steps each)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps to time")
     parser.add_argument("--repeats", type=int, default=5, help="timed generations")
     parser.add_argument("--num-new", type=int, default=300)
     parser.add_argument("overrides", nargs="*")
@@ -41,11 +41,10 @@ def main() -> None:
     scores = is_sep_conv.float().sum(1) / (space.seq_len / 2) + 0.05 * torch.rand(1000)
 
     fit = cfg.controller.fit
-    steps_per_epoch = -(-len(archs) // fit.batch_size)
-    fit_controller(controller, archs, scores, epochs=1, batch_size=fit.batch_size, grad_clip=fit.grad_clip)  # warm-up
+    fit_controller(controller, archs, scores, steps=10, batch_size=fit.batch_size, grad_clip=fit.grad_clip)  # warm-up
     start = time.perf_counter()
-    fit_controller(controller, archs, scores, epochs=args.epochs, batch_size=fit.batch_size, grad_clip=fit.grad_clip)
-    step_seconds = (time.perf_counter() - start) / (args.epochs * steps_per_epoch)
+    fit_controller(controller, archs, scores, steps=args.steps, batch_size=fit.batch_size, grad_clip=fit.grad_clip)
+    step_seconds = (time.perf_counter() - start) / args.steps
 
     gen = dict(cfg.controller.generate)
     top = scores.argsort(descending=True)[: gen.pop("top_k")]
@@ -58,7 +57,7 @@ def main() -> None:
         counts.append(len(generated))
     timings = timings[1:]  # the first call warms up
     largest_eta = max(g.eta for g in generated)
-    print(f"threads={torch.get_num_threads()} steps={args.epochs * steps_per_epoch} batch={fit.batch_size} "
+    print(f"threads={torch.get_num_threads()} steps={args.steps} batch={fit.batch_size} "
           f"seq_len={space.seq_len} vocab={space.vocab_size}")
     print(f"seconds_per_train_step={step_seconds:.4f} generate_{args.num_new}_seconds={statistics.median(timings):.4f} "
           f"(min {min(timings):.4f}, new found {counts[-1]}, largest eta {largest_eta:g})")

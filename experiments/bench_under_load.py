@@ -1,10 +1,10 @@
 """Wall time of whole jobs on a busy machine: thread defaults, quiet and with competing CPU-bound processes.
 
     python experiments/bench_under_load.py [--job nb201|ptb] [--competitors 0 1 3] [--repeats 2]
-                                           [--settings old new ...] [--budget 60] [--out FILE]
+                                           [--settings old new ...] [--budget 60] [--out FILE] [overrides]
 
 Each measurement is one `python train.py` job (``JOBS``: ``nb201_nao`` with ``search.budget``, or a
-cut-down ``ptb_ws_small``) under one setting of the thread defaults (``SETTINGS``), while
+cut-down ``ptb_ws_small``, with any Hydra overrides given last) under one setting of the thread defaults (``SETTINGS``), while
 ``--competitors`` CPU-bound processes (busy loops, as other users' jobs would be) run beside it. For
 each load level the settings run in turns, their order reversed every repeat, so that a drift of the
 machine's load hits them alike. Competitors start before a load level and are stopped after it; each
@@ -75,8 +75,7 @@ def stop(competitors: list[subprocess.Popen]) -> None:
         process.wait()
 
 
-def measure(args: argparse.Namespace) -> list[dict]:
-    job = JOBS[args.job](args.budget)
+def measure(args: argparse.Namespace, job: list[str]) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for load in args.competitors:
@@ -122,13 +121,15 @@ def main() -> None:
     parser.add_argument("--competitor-seconds", type=float, default=3600.0,
                         help="a competitor ends by itself after this long, even if the benchmark is killed")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "under_load.json")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job, e.g. controller.fit.steps=2")
     args = parser.parse_args()
+    job = [*JOBS[args.job](args.budget), *args.overrides]
     # stopped by a signal, still stop the competitors (a background job ignores SIGINT unless told otherwise)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    rows = measure(args)
+    rows = measure(args, job)
     print(table(rows, args.settings))
-    report({"job": JOBS[args.job](args.budget), "cpus": len(os.sched_getaffinity(0)), "rows": rows}, args.out)
+    report({"job": job, "cpus": len(os.sched_getaffinity(0)), "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

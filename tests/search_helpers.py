@@ -20,7 +20,7 @@ TINY_CONTROLLER = ["controller.model.embedding_size=8", "controller.model.hidden
 # A weight-sharing search at toy size: 10 random architectures, then rounds of 4 new (3 NAO + 1 random) in a pool
 # of 12, every 2 epochs of 3 batches; WS_PTB makes it the PTB supernet's.
 WS_SEARCH = ["trainer.limit_train_batches=3", "trainer.max_epochs=4", "search.every_n_epochs=2", "search.pool_size=12",
-             "strategy.initial_size=10", "strategy.per_round=4", "strategy.num_random=1", "controller.fit.epochs=3",
+             "strategy.initial_size=10", "strategy.per_round=4", "strategy.num_random=1", "controller.fit.steps=3",
              *TINY_CONTROLLER, "controller.generate.top_k=5", "trainer.enable_progress_bar=false",
              "callbacks.progress_bar=null", "logger=csv", "threads=null", "search.export_top=2"]
 WS_PTB = ["+experiment=ptb_ws_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4"]

@@ -14,7 +14,8 @@ def test_the_load_benchmark_runs_each_setting_under_each_load(tmp_path):
     out = tmp_path / "under_load.json"
     run = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_under_load.py"), "--budget", "31",
                           "--competitors", "0", "1", "--repeats", "1", "--settings", "old", "new",
-                          "--competitor-seconds", "300", "--out", str(out)],
+                          "--competitor-seconds", "300", "--out", str(out),
+                          "strategy.first_steps=20", "controller.fit.unlabelled=0"],  # a short controller schedule
                          capture_output=True, text=True, timeout=600, env={**CHILD_ENV, "NAOLIT_DATA_DIR": str(DATA)})
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]

@@ -4,6 +4,7 @@ import torch
 
 from naolit.controller import (NAOController, fit_controller, generate_new, kendall_tau, optimize_embeddings,
                                pairwise_accuracy, recovery)
+from naolit.controller import fit as fit_module
 from naolit.controller.encoder import embed
 from naolit.spaces import CNNCellSpace, NB201Space, RNNCellSpace
 
@@ -40,7 +41,7 @@ def test_controller_learns_to_rank_and_reconstruct(tmp_path):
     archs = space.sample(600, torch.Generator().manual_seed(0))
     scores = ((archs == 3) | (archs == 4)).sum(1).float() + 0.1 * torch.rand(600)
     controller = NAOController(space)
-    fit_controller(controller, archs[:500], scores[:500], epochs=80, batch_size=50)
+    fit_controller(controller, archs[:500], scores[:500], steps=800, batch_size=50)
     test_archs, test_scores = archs[500:], scores[500:]
     predicted = controller.predict_scores(test_archs)
     assert pairwise_accuracy(predicted, test_scores) > 0.8
@@ -58,7 +59,7 @@ def test_controller_learns_to_rank_and_reconstruct(tmp_path):
 def test_checkpoint_round_trip(tmp_path):
     space = CNNCellSpace(num_nodes=2)
     controller = NAOController(space, **SMALL)
-    trainer = fit_controller(controller, space.sample(20), torch.rand(20), epochs=1, batch_size=10)
+    trainer = fit_controller(controller, space.sample(20), torch.rand(20), steps=2, batch_size=10)
     trainer.save_checkpoint(tmp_path / "controller.ckpt")
     restored = NAOController.load_from_checkpoint(tmp_path / "controller.ckpt", space=space)
     assert restored.hparams.hidden_size == 16
@@ -120,7 +121,7 @@ def test_bad_controller_values_are_rejected(kwargs, message):
 def test_fit_rejects_mismatched_data():
     controller = NAOController(NB201Space(), **SMALL)
     with pytest.raises(ValueError, match="got 5 architectures and 4 scores"):
-        fit_controller(controller, NB201Space().sample(5), torch.rand(4), epochs=1)
+        fit_controller(controller, NB201Space().sample(5), torch.rand(4), steps=1)
 
 
 def test_per_step_directions_multiply_the_decodings_per_seed_and_eta():
@@ -132,3 +133,33 @@ def test_per_step_directions_multiply_the_decodings_per_seed_and_eta():
     plain = optimize_embeddings(controller, seeds, torch.tensor([1.0, 2.0]))
     # the first direction of each eta is the plain NAO step
     assert torch.equal(decoded.view(2, space.seq_len + 1, 5, -1)[:, 0], plain.view(2, 5, -1))
+
+
+@pytest.mark.parametrize("pool", [5, 250])
+def test_a_fit_takes_its_steps_whatever_the_pool_size(pool):
+    space = NB201Space()
+    trainer = fit_controller(NAOController(space, **SMALL), space.sample(pool), torch.rand(pool), steps=7,
+                             batch_size=50)
+    assert trainer.global_step == 7
+
+
+def test_pseudo_labels_are_unseen_architectures_scored_by_the_predictor(monkeypatch):
+    space = NB201Space()
+    archs = space.sample(20, torch.Generator().manual_seed(0))
+    trained_on = []
+    original = fit_module._train
+
+    def record(controller, archs, targets, *args):
+        trained_on.append((archs, targets))
+        return original(controller, archs, targets, *args)
+
+    monkeypatch.setattr(fit_module, "_train", record)
+    controller = NAOController(space, **SMALL)
+    fit_controller(controller, archs, torch.rand(20), steps=3, unlabelled=30, generator=torch.Generator().manual_seed(1))
+    (labelled, _), (both, targets) = trained_on
+    assert torch.equal(labelled, archs) and torch.equal(both[:20], archs)
+    extra = both[20:]
+    pool = {tuple(a) for a in space.canonicalize(archs).tolist()}
+    keys = [tuple(a) for a in space.canonicalize(extra).tolist()]
+    assert len(extra) == 30 and len(set(keys)) == 30 and not pool & set(keys)
+    assert torch.allclose(targets[20:], controller.predict_scores(extra), atol=0.2)  # the labels of 3 steps earlier

@@ -94,7 +94,7 @@ def assert_same_search(a: SearchLoop, b: SearchLoop) -> None:
 
 
 RESUMABLE = {
-    "nao": (["search.budget=40", "strategy.initial_size=10", "strategy.per_round=10", "controller.fit.epochs=3",
+    "nao": (["search.budget=40", "strategy.initial_size=10", "strategy.per_round=10", "controller.fit.steps=3",
              *TINY_CONTROLLER], 2),
     "re": (["strategy=re", "search.budget=60", "strategy.population_size=20", "strategy.sample_size=5",
             "strategy.per_round=3"], 5),

@@ -6,6 +6,7 @@ import torch
 from naolit.controller import Generated, NAOController
 from naolit.search import ArchPool, SearchLoop
 from naolit.search.strategies import NAOStrategy, RandomSearch, RegularizedEvolution
+from naolit.search.strategies import nao as nao_module
 
 from search_helpers import ALL_NB201, SPACE, TARGET, TINY_CONTROLLER, MatchEvaluator, fresh_loop
 
@@ -52,7 +53,7 @@ def test_random_search_with_the_whole_budget_enumerates_the_space():
 
 def test_nao_keeps_the_best_predicted_candidates_spread_over_seeds(monkeypatch):
     controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, predictor_layers=1)
-    strategy = NAOStrategy(SPACE, controller, fit={"epochs": 1}, generate={"top_k": 3}, per_round=4, candidates=8)
+    strategy = NAOStrategy(SPACE, controller, fit={"steps": 1}, generate={"top_k": 3}, per_round=4, candidates=8)
     archs = [tuple(a) for a in ALL_NB201[:8]]
     # seed 0 owns the four best-predicted candidates; seeds 1 and 2 one each, worse
     candidates = [Generated(a, 1.0, seed) for a, seed in zip(archs, [0, 0, 0, 0, 1, 2, 1, 2])]
@@ -71,7 +72,7 @@ def test_neighbours_are_every_one_token_edit():
 
 def test_nao_mutations_are_unseen_edits_of_the_best_then_the_next_best():
     controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, predictor_layers=1)
-    strategy = NAOStrategy(SPACE, controller, fit={"epochs": 1}, generate={"top_k": 3}, per_round=30, num_mutations=30)
+    strategy = NAOStrategy(SPACE, controller, fit={"steps": 1}, generate={"top_k": 3}, per_round=30, num_mutations=30)
     best, second = (2, 5, 1, 4, 3, 4), (1, 1, 1, 1, 1, 1)
     pool = ArchPool(SPACE)
     pool.add(best, 2.0, 0, "random")
@@ -85,9 +86,27 @@ def test_nao_mutations_are_unseen_edits_of_the_best_then_the_next_best():
 
 def test_nao_round_mixes_decoded_mutated_and_random_proposals(search_cfg):
     loop = fresh_loop(search_cfg("nao", "strategy.per_round=4", "strategy.num_mutations=1", "strategy.num_random=1",
-                                 "controller.fit.epochs=2", *TINY_CONTROLLER))
+                                 "controller.fit.steps=2", *TINY_CONTROLLER))
     loop.run(max_rounds=2)
     origins = [r.origin for r in loop.pool.history if r.round == 1]
     assert len(origins) == 4 and origins[-2:] == ["mutation", "random"]
     assert all(o.startswith("nao eta=") for o in origins[:2])
 
+
+
+def test_nao_fits_first_steps_once_then_fit_steps_and_resumes_knowing_it(monkeypatch):
+    steps = []
+    monkeypatch.setattr(nao_module, "fit_controller", lambda *args, **fit: steps.append(fit["steps"]))
+    controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, predictor_layers=1)
+
+    def nao():
+        return NAOStrategy(SPACE, controller, fit={"steps": 4}, generate={"top_k": 3}, initial_size=10, per_round=2,
+                           first_steps=30)
+
+    strategy = nao()
+    loop = SearchLoop(strategy, MatchEvaluator(), seed=0, budget=40)
+    loop.run(max_rounds=3)  # the random start, then two fits
+    restored = nao()
+    restored.load_state_dict(strategy.state_dict())
+    restored.propose(loop.pool, 2, torch.Generator().manual_seed(0))
+    assert steps == [30, 4, 4]

@@ -110,7 +110,7 @@ def test_a_three_trial_optuna_sweep_saves_the_best_of_its_trials(hydra_sweep_run
                      for s in (0, 1)]
     assert len(trials) == len(returns) == 3
     assert result.best_value == max(returns)
-    assert set(result.best_params) == {"controller.model.trade_off", "controller.model.lr", "controller.fit.epochs",
+    assert set(result.best_params) == {"controller.model.trade_off", "controller.model.lr", "controller.fit.steps",
                                        "controller.generate.eta_step", "strategy.per_round"}
     for table, value in zip(seeds, returns):  # each trial returned its seeds' mean
         assert table.index.tolist() == ["0", "1", "mean"]

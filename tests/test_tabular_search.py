@@ -44,8 +44,8 @@ def test_tabular_evaluator_counts_only_new_architectures_and_tracks_the_best(tru
     # the curve, point by point, against the table itself
     best = None
     for n, (point, arch) in enumerate(zip(evaluator.curve, first_seen), start=1):
-        if best is None or truth(arch, column) > truth(best, column):
-            best = arch  # ties keep the earlier architecture
+        if best is None or (truth(arch, column), -truth.row[arch]) > (truth(best, column), -truth.row[best]):
+            best = arch  # ties go to the lower table row
         assert point.query == n
         assert point.score == pytest.approx(truth(arch, column), rel=1e-6)
         assert point.best_score == pytest.approx(truth(best, column), rel=1e-6)
@@ -65,6 +65,19 @@ def test_default_columns_find_the_known_nb201_optimum(truth):
     last = evaluator.curve[-1]
     assert (last.best_row, evaluator.num_queries) == (6111, 3)
     assert last.best_score == pytest.approx(91.61, abs=0.01) and last.best_test == pytest.approx(94.37, abs=0.01)
+
+
+@pytest.mark.parametrize("lower_first", [True, False])
+def test_a_tie_on_the_search_column_goes_to_the_lower_row_whatever_the_query_order(truth, lower_first):
+    column = "c10valid_valid_acc_200ep"
+    values = truth.frame[column]
+    tied = values[values.duplicated(keep=False)]
+    score = tied.max()  # the best tied score: no untied architecture in the pair beats it
+    low, high = sorted(tied.index[tied == score][:2])
+    evaluator = TabularEvaluator(str(NB201_CSV))
+    order = [low, high] if lower_first else [high, low]
+    evaluator.score([truth.archs[row] for row in order])
+    assert [p.best_row for p in evaluator.curve] == [order[0], low]
 
 
 def test_tabular_evaluator_state_round_trips(tmp_path):
@@ -92,7 +105,7 @@ def test_an_architecture_outside_the_table_raises_and_costs_nothing():
 @pytest.mark.slow
 def test_tiny_nao_search_end_to_end(search_cfg, truth):
     cfg = search_cfg("nao", "search.budget=30", "strategy.initial_size=10", "strategy.per_round=10",
-                     "controller.fit.epochs=3", "logger=csv", "search.export_top=3")
+                     "controller.fit.steps=3", "logger=csv", "search.export_top=3")
     summary = run(cfg)
     out = Path(cfg.paths.output_dir)
     search = out / "search"
@@ -157,7 +170,7 @@ def test_train_py_returns_the_objective(search_cfg, train_main, truth):
 
 @pytest.mark.slow
 def test_run_resumes_from_its_search_state(search_cfg):
-    overrides = ["search.budget=30", "strategy.initial_size=10", "strategy.per_round=10", "controller.fit.epochs=3",
+    overrides = ["search.budget=30", "strategy.initial_size=10", "strategy.per_round=10", "controller.fit.steps=3",
                  "logger=none", *TINY_CONTROLLER]
     whole = search_cfg("whole", *overrides)
     part = search_cfg("part", *overrides, "search.max_rounds=2")

@@ -1,14 +1,15 @@
-"""NAS-Bench-201: NAO against regularised evolution and random search, over many seeds.
+"""NAS-Bench-201: NAO against regularised evolution and random search, over many seeds, on one dataset.
 
-    python experiments/nb201/benchmark.py --seeds 20 --budget 300 --strategies nao re rs --jobs 2
-    python experiments/nb201/benchmark.py --seeds 3 controller.fit.epochs=200   # Hydra overrides come last
-    python experiments/nb201/benchmark.py --summarize-only                      # redo results.md/png
+    python experiments/nb201/benchmark.py --dataset cifar100 --draw-seeds 30 --exclude 0-19 100-119 --budget 150
+    python experiments/nb201/benchmark.py --seeds 20 --seed-start 100 controller.fit.steps=30  # overrides last
+    python experiments/nb201/benchmark.py --dataset cifar100 --summarize-only   # redo results.md/png
 
 Each (strategy, seed) is one search of the real config, composed as
-`python train.py +experiment=nb201_nao strategy=NAME seed=S search.budget=BUDGET OVERRIDES` would,
-and run in this process. Its query-by-query curve is saved to OUT/runs/NAME_seedS.csv as soon as it
-ends; runs whose file exists are skipped, so an interrupted benchmark resumes where it stopped.
-OUT/results.md and OUT/results.png summarise every run in OUT/runs (see README.md next to this file).
+`python train.py +experiment=nb201_nao strategy=NAME seed=S search.budget=BUDGET evaluator.column=...
+evaluator.test_column=... OVERRIDES` would, and run in this process. Its query-by-query curve is saved to
+OUT/runs/NAME_seedS.csv as soon as it ends; runs whose file exists are skipped, so an interrupted benchmark
+resumes where it stopped. OUT/results.md and OUT/results.png summarise every run in OUT/runs (summary.py;
+see README.md next to this file). OUT defaults to results/DATASET next to this file.
 """
 
 from __future__ import annotations
@@ -16,36 +17,26 @@ from __future__ import annotations
 import argparse
 import csv
 import multiprocessing
+import random
 import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
 from common import load_config  # noqa: E402
+from datasets import DATASETS  # noqa: E402
 from naolit.io import atomic_path  # noqa: E402
-
-from naolit.search.plots import plot_curves  # noqa: E402
 from naolit.search.tabular_search import build_loop  # noqa: E402
+from summary import COLUMNS, summarize  # noqa: E402
 
-BUDGETS = (50, 100, 150, 300)  # query counts reported in results.md (those within the budget)
-OPTIMUM_ROW = 6111  # the best NAS-Bench-201 architecture on CIFAR-10, by validation and by test accuracy
-OPTIMUM_TEST = 94.37
-PUBLISHED = {  # NAS-Bench-201 paper (Dong & Yang, ICLR 2020), CIFAR-10 test accuracy, mean ± std
-    "random search": "93.70 ± 0.36",
-    "regularised evolution": "93.92 ± 0.30",
-    "REINFORCE": "93.85 ± 0.37",
-    "optimum": f"{OPTIMUM_TEST:.2f}",
-}
-LABELS = {"nao": "NAO", "re": "regularised evolution", "rs": "random search"}
-COLUMNS = ["query", "score", "best_score", "best_test", "best_row", "seconds"]
-PLOT_FROM = 10  # the first queries are random draws for every strategy; they would only stretch the y axis
+DRAW_FROM = range(10_000)  # --draw-seeds draws from these seeds
 
 
 def run_path(out: Path, strategy: str, seed: int) -> Path:
@@ -57,21 +48,27 @@ def run_search(strategy: str, seed: int, budget: int, overrides: list[str], path
     """One search, as tabular_search.run does it; writes its curve to ``path`` and returns its wall time.
 
     The ``seconds`` column is the wall time since the run started (config and table loading included)
-    at the end of the round in which that architecture was queried.
+    at the end of the round in which that architecture was queried; ``controller_seconds`` the part of
+    it spent training NAO's controller (0 for other strategies).
     """
     start = time.perf_counter()
     cfg = load_config(["+experiment=nb201_nao", f"strategy={strategy}", f"seed={seed}", f"search.budget={budget}",
                        *overrides])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     loop = build_loop(cfg)
-    seconds: list[float] = []
+    seconds: list[tuple[float, float]] = []
+    controller = 0.0
 
     def on_round(*_: object) -> None:
-        seconds.extend([time.perf_counter() - start] * (len(loop.evaluator.curve) - len(seconds)))
+        nonlocal controller
+        if "propose" in loop.timings:  # the strategy ran this round (not in round 0, the random start)
+            controller += getattr(loop.strategy, "metrics", {}).get("time/controller_fit_s", 0.0)
+        point = (time.perf_counter() - start, controller)
+        seconds.extend([point] * (len(loop.evaluator.curve) - len(seconds)))
 
     loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
-    rows = [[p.query, p.score, p.best_score, p.best_test, p.best_row, f"{s:.3f}"]
-            for p, s in zip(loop.evaluator.curve, seconds)]
+    rows = [[p.query, p.score, p.best_score, p.best_test, p.best_row, f"{s:.3f}", f"{c:.3f}"]
+            for p, (s, c) in zip(loop.evaluator.curve, seconds)]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:  # a killed run leaves no half file
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
@@ -79,9 +76,9 @@ def run_search(strategy: str, seed: int, budget: int, overrides: list[str], path
     return time.perf_counter() - start
 
 
-def run_all(out: Path, strategies: list[str], seeds: int, budget: int, overrides: list[str], jobs: int) -> None:
+def run_all(out: Path, strategies: list[str], seeds: list[int], budget: int, overrides: list[str], jobs: int) -> None:
     """Every (strategy, seed) without a saved curve, ``jobs`` at a time, with a progress bar over runs."""
-    runs = [(strategy, seed) for strategy in strategies for seed in range(seeds)]
+    runs = [(strategy, seed) for strategy in strategies for seed in seeds]
     todo = [(strategy, seed) for strategy, seed in runs if not run_path(out, strategy, seed).exists()]
     (out / "runs").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="nb201 benchmark", unit="run", dynamic_ncols=True)
@@ -109,86 +106,25 @@ def run_all(out: Path, strategies: list[str], seeds: int, budget: int, overrides
     bar.close()
 
 
-def load_runs(out: Path) -> dict[str, dict[int, dict[str, np.ndarray]]]:
-    """strategy -> seed -> column -> values, for every saved run (known strategies first)."""
-    runs: dict[str, dict[int, dict[str, np.ndarray]]] = {}
-    for path in sorted((out / "runs").glob("*_seed*.csv")):
-        strategy, seed = path.stem.rsplit("_seed", 1)
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        runs.setdefault(strategy, {})[int(seed)] = {c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}
-    order = [s for s in LABELS if s in runs] + sorted(s for s in runs if s not in LABELS)
-    return {s: dict(sorted(runs[s].items())) for s in order}
+def seed_range(text: str) -> range:
+    """``A-B`` (inclusive) or ``A``, as a range; ValueError naming the text otherwise."""
+    low, _, high = text.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"--exclude: expected seed ranges such as 0-19 or 7, got {text!r}") from None
+    if first < 0 or last < first:
+        raise ValueError(f"--exclude: expected A-B with 0 <= A <= B, got {text!r}")
+    return range(first, last + 1)
 
 
-def at_queries(curve: np.ndarray, queries: int) -> float:
-    """The curve's value after ``queries`` queries; its last value if the run stopped before that."""
-    return float(curve[min(queries, len(curve)) - 1])
-
-
-def mean_std(values: list[float]) -> str:
-    """``mean ± std`` (sample std; 0 for a single value), two decimals."""
-    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.2f} ± {std:.2f}"
-
-
-def seed_list(seeds: list[int]) -> str:
-    """0-19 for a contiguous range, else the seeds themselves."""
-    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ", ".join(map(str, seeds))
-
-
-def summarize(out: Path) -> None:
-    """OUT/results.md and OUT/results.png from the saved runs and the commands in OUT/commands.txt."""
-    runs = load_runs(out)
-    if not runs:
-        raise FileNotFoundError(f"{out / 'runs'}: no run curves (STRATEGY_seedS.csv) to summarize")
-    budget = max(len(run["query"]) for by_seed in runs.values() for run in by_seed.values())
-    budgets = [b for b in BUDGETS if b <= budget] or [budget]
-    commands_file = out / "commands.txt"
-    commands = commands_file.read_text().strip() if commands_file.exists() else "(not recorded)"
-
-    lines = [
-        "# NAS-Bench-201 (CIFAR-10): search strategies compared",
-        "",
-        "With the default evaluator (conf/evaluator/nb201.yaml) each search ranks architectures by",
-        "`c10valid_valid_acc_200ep` (validation accuracy); the number reported is `c10_test_acc_200ep` (test",
-        "accuracy, %) of the best architecture found so far after the given number of queries (distinct",
-        "architectures evaluated), mean ± std (ddof=1) over seeds. *At optimum*: runs whose best architecture",
-        f"is row {OPTIMUM_ROW}, the global optimum (test {OPTIMUM_TEST:.2f}).",
-        "",
-        "| queries | strategy | runs | test accuracy (%) | at optimum |",
-        "|---:|---|---:|---|---:|",
-    ]
-    for b in budgets:
-        for strategy, by_seed in runs.items():
-            tests = [at_queries(run["best_test"], b) for run in by_seed.values()]
-            optimal = sum(at_queries(run["best_row"], b) == OPTIMUM_ROW for run in by_seed.values())
-            lines.append(f"| {b} | {LABELS.get(strategy, strategy)} | {len(by_seed)} | {mean_std(tests)} "
-                         f"| {optimal}/{len(by_seed)} ({100 * optimal / len(by_seed):.0f}%) |")
-    lines += ["", "Seeds and wall time per run (mean ± std, seconds; with `--jobs 2` two runs share the CPU):", ""]
-    for strategy, by_seed in runs.items():
-        seconds = [float(run["seconds"][-1]) for run in by_seed.values()]
-        lines.append(f"- {LABELS.get(strategy, strategy)} (`strategy={strategy}`): seeds {seed_list(list(by_seed))}; "
-                     f"{mean_std(seconds)} s per run")
-    lines += ["", "Published reference, NAS-Bench-201 paper (Dong & Yang, ICLR 2020), CIFAR-10 test accuracy under",
-              "the paper's own search protocol (a simulated time budget, not a fixed number of queries):", "",
-              "| method | test accuracy (%) |", "|---|---|"]
-    lines += [f"| {method} | {value} |" for method, value in PUBLISHED.items()]
-    lines += ["", "Command(s) that produced the runs:", "", "```", commands, "```", ""]
-    with atomic_path(out / "results.md") as tmp:
-        tmp.write_text("\n".join(lines))
-
-    queries = list(range(min(PLOT_FROM, budget), budget + 1))
-    curves = {}
-    for strategy, by_seed in runs.items():
-        tests = np.array([[at_queries(run["best_test"], q) for q in queries] for run in by_seed.values()])
-        std = tests.std(axis=0, ddof=1) if len(tests) > 1 else None
-        curves[LABELS.get(strategy, strategy)] = (queries, tests.mean(axis=0).tolist(),
-                                                  None if std is None else std.tolist())
-    plot_curves(curves, out / "results.png", ylabel="test accuracy (%)", reference=OPTIMUM_TEST,
-                title="NAS-Bench-201 CIFAR-10: best so far by validation accuracy")
+def draw_seeds(n: int, exclude: list[range], key: int) -> list[int]:
+    """``n`` distinct seeds drawn uniformly from DRAW_FROM minus ``exclude``, by a PRNG keyed ``key``
+    (the same arguments give the same seeds, so a drawn benchmark can be resumed and reproduced)."""
+    allowed = [s for s in DRAW_FROM if not any(s in r for r in exclude)]
+    if n > len(allowed):
+        raise ValueError(f"--draw-seeds: {n} seeds asked, only {len(allowed)} left after --exclude")
+    return sorted(random.Random(key).sample(allowed, n))
 
 
 def record_command(out: Path) -> None:
@@ -202,26 +138,46 @@ def record_command(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 per strategy")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10", help="the table columns searched")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds SEED_START .. SEED_START+N-1 per strategy")
+    parser.add_argument("--seed-start", type=int, default=0)
+    parser.add_argument("--draw-seeds", type=int, help=f"instead, N seeds drawn at random from "
+                        f"{DRAW_FROM.start}-{DRAW_FROM.stop - 1} minus --exclude (printed)")
+    parser.add_argument("--exclude", nargs="+", default=[], help="seed ranges --draw-seeds skips, e.g. 0-19 100-119")
+    parser.add_argument("--draw-key", type=int, default=0, help="the key of --draw-seeds' PRNG")
     parser.add_argument("--budget", type=int, default=300, help="queries (distinct architectures) per search")
     parser.add_argument("--strategies", nargs="+", default=["nao", "re", "rs"], help="names in conf/strategy")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, help="default: results/DATASET next to this file")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each if > 1)")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild results.md/png from OUT/runs")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. controller.fit.epochs=200")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. controller.fit.steps=30")
     args = parser.parse_args()
-    if args.seeds < 1 or args.budget < 1 or args.jobs < 1:
-        parser.error(f"--seeds, --budget and --jobs must be >= 1, got {args.seeds}, {args.budget} and {args.jobs}")
-    if any("=" in name for name in args.strategies):  # `--strategies nao a.b=1` swallows the override
-        parser.error(f"--strategies takes names from conf/strategy, got {args.strategies}: put Hydra overrides "
-                     "after another option, or end the list with --")
+    if args.seeds < 1 or args.budget < 1 or args.jobs < 1 or args.seed_start < 0:
+        parser.error(f"--seeds, --budget and --jobs must be >= 1 and --seed-start >= 0, got {args.seeds}, "
+                     f"{args.budget}, {args.jobs} and {args.seed_start}")
+    if any("=" in name for name in args.strategies + args.exclude):  # `--strategies nao a.b=1` swallows the override
+        parser.error(f"--strategies and --exclude take names and seed ranges, got {args.strategies + args.exclude}: "
+                     "put Hydra overrides after another option, or end the list with --")
+    if args.exclude and args.draw_seeds is None:
+        parser.error(f"--exclude {' '.join(args.exclude)}: only --draw-seeds uses it")
+    if args.draw_seeds is not None and args.draw_seeds < 1:
+        parser.error(f"--draw-seeds must be >= 1, got {args.draw_seeds}")
+    dataset = DATASETS[args.dataset]
+    out = args.out or Path(__file__).resolve().parent / "results" / args.dataset
 
     if not args.summarize_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        record_command(args.out)
-        run_all(args.out, args.strategies, args.seeds, args.budget, args.overrides, args.jobs)
-    summarize(args.out)
-    print(f"wrote {args.out / 'results.md'} and {args.out / 'results.png'}")
+        try:
+            seeds = (draw_seeds(args.draw_seeds, [seed_range(r) for r in args.exclude], args.draw_key)
+                     if args.draw_seeds is not None else list(range(args.seed_start, args.seed_start + args.seeds)))
+        except ValueError as err:
+            parser.error(str(err))
+        print(f"seeds: {' '.join(map(str, seeds))}")
+        out.mkdir(parents=True, exist_ok=True)
+        record_command(out)
+        run_all(out, args.strategies, seeds, args.budget, [*dataset.overrides, *args.overrides], args.jobs)
+    evaluator = instantiate(load_config(["+experiment=nb201_nao", *dataset.overrides]).evaluator)
+    summarize(out, dataset, evaluator.scores, evaluator.tests)
+    print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 
 
 if __name__ == "__main__":

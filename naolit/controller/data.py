@@ -26,13 +26,14 @@ def rank_normalize(scores: torch.Tensor) -> torch.Tensor:
 NORMALIZERS = {"minmax": minmax_normalize, "rank": rank_normalize}
 
 
-def controller_dataloader(archs: torch.Tensor, scores: torch.Tensor, batch_size: int,
-                          generator: torch.Generator | None, normalize: str) -> DataLoader:
-    """Shuffled batches of (tokens, scores normalised by ``NORMALIZERS[normalize]``), sliced whole from memory."""
-    if archs.shape[0] != scores.shape[0] or archs.shape[0] == 0:
+def controller_dataloader(archs: torch.Tensor, targets: torch.Tensor, batch_size: int,
+                          generator: torch.Generator | None) -> DataLoader:
+    """Shuffled batches of (tokens, targets), sliced whole from memory; targets are already normalised
+    (``NORMALIZERS``)."""
+    if archs.shape[0] != targets.shape[0] or archs.shape[0] == 0:
         raise ValueError(f"controller data: need as many scores as architectures (> 0), "
-                         f"got {archs.shape[0]} architectures and {scores.shape[0]} scores")
-    dataset = TensorDataset(archs.long(), NORMALIZERS[normalize](scores.float()))
+                         f"got {archs.shape[0]} architectures and {targets.shape[0]} scores")
+    dataset = TensorDataset(archs.long(), targets.float())
     # Index the tensors with a whole batch of indices at once: no per-item collate.
     sampler = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
     return DataLoader(dataset, sampler=sampler, batch_size=None)

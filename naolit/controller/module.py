@@ -69,8 +69,8 @@ class NAOController(pl.LightningModule):
             tokens = self.space.augment(tokens)
         losses = self.losses(tokens, targets)
         if not torch.isfinite(losses["loss"]):
-            raise NonFiniteError(f"the controller's training loss is {losses['loss'].item()} (epoch "
-                                 f"{self.current_epoch}): it diverged; lower controller.model.lr (now "
+            raise NonFiniteError(f"the controller's training loss is {losses['loss'].item()} (step "
+                                 f"{self.global_step}): it diverged; lower controller.model.lr (now "
                                  f"{self.hparams.lr:g}) or controller.fit.grad_clip")
         self.log_dict({f"controller/{k}": v for k, v in losses.items()}, on_step=False, on_epoch=True,
                       batch_size=tokens.shape[0])

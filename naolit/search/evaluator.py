@@ -39,7 +39,8 @@ class TabularEvaluator:
 
     A query is the first evaluation of an architecture; asking again costs nothing. After each query
     it records the test accuracy of the best-so-far architecture (by the search column): the curve
-    NAS papers report.
+    NAS papers report. Architectures tied on the search column rank by table row, the lower first, so
+    the best so far does not depend on the order in which tied ones were queried.
     """
 
     def __init__(self, path: str | None = None, data_dir: str | None = None, column: str = "c10valid_valid_acc_200ep",
@@ -70,7 +71,7 @@ class TabularEvaluator:
             if row not in self.queried:
                 self.queried.add(row)
                 last = self.curve[-1] if self.curve else None
-                if last is None or self.scores[row] > last.best_score:
+                if last is None or (self.scores[row], -row) > (last.best_score, -last.best_row):
                     best_score, best_test, best_row = self.scores[row], self.tests[row], row
                 else:
                     best_score, best_test, best_row = last.best_score, last.best_test, last.best_row

@@ -111,7 +111,7 @@ class SearchLoop:
 
     def start(self) -> list[Proposal]:
         """Draw the ``strategy.initial_size`` random architectures that begin the search (pending)."""
-        archs = self.strategy.sample_new(self.strategy.initial_size, self.pool.seen, self.generator)
+        archs = self.strategy.space.sample_new(self.strategy.initial_size, self.pool.seen, self.generator)
         self.pending = self.broadcast([(a, "random") for a in archs])
         return self.pending
 

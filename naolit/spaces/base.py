@@ -18,6 +18,7 @@ import torch
 
 from naolit.io import atomic_path
 Arch = tuple[int, ...]
+ENUMERABLE = 1_000_000  # spaces up to this many token sequences may be enumerated
 
 
 class InvalidArchitecture(ValueError):
@@ -86,6 +87,29 @@ class SearchSpace(ABC):
         # Positions are independent and each is uniform over its allowed tokens, so the product is
         # uniform over the space.
         return torch.multinomial(self.allowed.float(), n, replacement=True, generator=generator).T.contiguous()
+
+    def sample_new(self, n: int, exclude: set[Arch], generator: torch.Generator, max_tries: int = 100) -> list[Arch]:
+        """``n`` uniformly random architectures, canonically distinct and not in ``exclude`` (canonical forms).
+
+        Rejection sampling; when that keeps failing (a nearly exhausted space), a small space is
+        enumerated so that its last unseen architectures are still found.
+        """
+        found: dict[Arch, Arch] = {}
+
+        def take(batch: torch.Tensor) -> None:
+            for arch, key in zip(batch.tolist(), self.canonicalize(batch).tolist()):
+                key = tuple(key)
+                if key not in exclude and key not in found and len(found) < n:
+                    found[key] = tuple(arch)
+
+        for _ in range(max_tries):
+            if len(found) >= n:
+                return list(found.values())
+            take(self.sample(2 * (n - len(found)) + 8, generator))
+        if len(found) < n and self.num_sequences <= ENUMERABLE:
+            everything = self.enumerate()
+            take(everything[torch.randperm(len(everything), generator=generator)])
+        return list(found.values())
 
     @property
     def num_sequences(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -21,6 +22,10 @@ class NAOStrategy(Strategy):
     architectures (local exploration: the predictor, fit on a small pool, can misjudge exactly the
     edit that improves the incumbent, and then NAO never proposes it).
 
+    The first fit, on the random start, trains a fresh controller for ``first_steps`` optimizer steps
+    (null: ``fit.steps``); each later fit warm-starts it for ``fit.steps``, a short update on the few
+    new architectures of the round.
+
     With ``candidates`` > the number wanted, that many new architectures are decoded and the ones
     the predictor scores highest are kept: under small query budgets this spends the queries on
     the most promising decodings instead of on whichever appeared at the smallest step size.
@@ -28,7 +33,7 @@ class NAOStrategy(Strategy):
 
     def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
                  initial_size: int = 100, per_round: int = 100, num_random: int = 0, num_mutations: int = 0,
-                 candidates: int | None = None):
+                 candidates: int | None = None, first_steps: int | None = None):
         super().__init__(space, initial_size, per_round)
         if num_random < 0 or num_mutations < 0 or num_random + num_mutations > per_round:
             raise ValueError(f"nao strategy: num_random and num_mutations must be >= 0 and sum to at most "
@@ -37,16 +42,24 @@ class NAOStrategy(Strategy):
             raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random - num_mutations = "
                              f"{per_round - num_random - num_mutations}, got {candidates}")
         check_fit_settings(fit)
+        if first_steps is not None and first_steps < 1:
+            raise ValueError(f"nao strategy: first_steps must be null or >= 1, got {first_steps}")
+        self.first_steps = first_steps
+        self.fitted = False  # whether the controller has been fit once (the next fits warm-start it)
         self.candidates = candidates
         self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
         self.top_k = self.generate.pop("top_k")
         self.num_random, self.num_mutations = num_random, num_mutations
-        self.metrics: dict[str, float] = {}  # controller quality on the pool it was last trained on
+        self.metrics: dict[str, float] = {}  # controller quality on the pool it was last trained on, and fit time
 
     def propose(self, pool: ArchPool, n: int, generator: torch.Generator) -> list[Proposal]:
         archs, scores = pool.tensors()
-        fit_controller(self.controller, archs, scores, generator=generator, **self.fit)
-        self.metrics = self._quality(archs, scores)
+        steps = self.fit["steps"] if self.fitted or self.first_steps is None else self.first_steps
+        start = time.perf_counter()
+        fit_controller(self.controller, archs, scores, generator=generator, **(self.fit | {"steps": steps}))
+        seconds = time.perf_counter() - start
+        self.fitted = True
+        self.metrics = self._quality(archs, scores) | {"time/controller_fit_s": seconds}
         seeds = torch.tensor([r.arch for r in pool.top(self.top_k)], dtype=torch.long)
         num_nao = max(n - self.num_random - self.num_mutations, 0)
         generated = generate_new(self.controller, seeds, max(num_nao, self.candidates or 0), pool.seen, **self.generate)
@@ -57,7 +70,7 @@ class NAOStrategy(Strategy):
         mutations = self._mutations(pool, min(self.num_mutations, n - len(proposals)), taken, generator)
         proposals += [(a, "mutation") for a in mutations]
         taken |= {self.space.canonical(a) for a in mutations}
-        proposals += [(a, "random") for a in self.sample_new(n - len(proposals), taken, generator)]
+        proposals += [(a, "random") for a in self.space.sample_new(n - len(proposals), taken, generator)]
         return proposals
 
     def _mutations(self, pool: ArchPool, n: int, taken: set[Arch], generator: torch.Generator) -> list[Arch]:
@@ -99,7 +112,8 @@ class NAOStrategy(Strategy):
                 "controller/recovery": exact, "controller/hamming": hamming}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"controller": self.controller.state_dict()}
+        return {"controller": self.controller.state_dict(), "fitted": self.fitted}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
+        self.fitted = state["fitted"]

@@ -10,4 +10,4 @@ from naolit.search.strategies.base import Proposal, Strategy
 
 class RandomSearch(Strategy):
     def propose(self, pool: ArchPool, n: int, generator: torch.Generator) -> list[Proposal]:
-        return [(arch, "random") for arch in self.sample_new(n, pool.seen, generator)]
+        return [(arch, "random") for arch in self.space.sample_new(n, pool.seen, generator)]

@@ -1,0 +1,50 @@
+"""experiments/nb201/benchmark.py: drawn seeds, the dataset's columns, one curve per run and the summary."""
+
+import csv
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CHILD_ENV, ROOT
+
+SCRIPT = ROOT / "experiments" / "nb201" / "benchmark.py"
+
+
+def benchmark(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env=CHILD_ENV)
+
+
+def test_drawn_seeds_skip_the_excluded_ranges_and_every_run_keeps_its_curve(tmp_path):
+    out = tmp_path / "cifar100"
+    run = benchmark("--dataset", "cifar100", "--draw-seeds", 3, "--exclude", "0-9990", "9995", "--budget", 40,
+                    "--strategies", "re", "rs", "--out", out)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seeds = [int(s) for s in re.search(r"seeds: ([\d ]+)", run.stdout).group(1).split()]
+    assert len(seeds) == 3 and all(9991 <= s <= 9999 and s != 9995 for s in seeds)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(f"{s}_seed{n}.csv" for s in ("re", "rs")
+                                                                     for n in seeds)
+    with (out / "runs" / f"re_seed{seeds[0]}.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40 and float(rows[-1]["controller_seconds"]) == 0.0
+    results = (out / "results.md").read_text()
+    assert "`c100_valid_acc_12ep`" in results and "`c100_test_acc_200ep`" in results
+    assert "| 40 | regularised evolution | 3 |" in results and "--exclude 0-9990 9995" in results
+    assert (out / "results.png").stat().st_size > 0
+    again = benchmark("--dataset", "cifar100", "--draw-seeds", 3, "--exclude", "0-9990", "9995", "--budget", 40,
+                      "--strategies", "re", "rs", "--out", out)
+    assert f"seeds: {' '.join(map(str, seeds))}" in again.stdout  # the same draw: the benchmark resumes
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--draw-seeds", 2, "--exclude", "19-0"], "--exclude: expected A-B with 0 <= A <= B, got '19-0'"),
+    (["--draw-seeds", 2, "--exclude", "a-b"], "--exclude: expected seed ranges such as 0-19 or 7, got 'a-b'"),
+    (["--draw-seeds", 20, "--exclude", "0-9990"], "--draw-seeds: 20 seeds asked, only 9 left after --exclude"),
+    (["--exclude", "0-19"], "--exclude 0-19: only --draw-seeds uses it"),
+    (["--dataset", "mnist"], "invalid choice: 'mnist'"),
+])
+def test_bad_arguments_are_named(tmp_path, args, message):
+    run = benchmark(*args, "--out", tmp_path)
+    assert run.returncode == 2 and message in run.stderr
