@@ -74,7 +74,7 @@ def test_trainer_logger_and_callback_groups_instantiate(compose_cfg, tmp_path):
 
 
 JOB_GROUPS = {  # entry -> the config groups that kind of job reads
-    "naolit.search.tabular_search.run": {"space", "controller", "strategy", "evaluator", "search", "logger"},
+    "naolit.search.job.run": {"space", "controller", "strategy", "evaluator", "search", "logger"},
     "weight sharing": {"space", "controller", "strategy", "search", "data", "model", "trainer", "callbacks",
                        "logger"},
     "final training": {"space", "data", "model", "trainer", "callbacks", "logger"},

@@ -32,7 +32,7 @@ from common import load_config  # noqa: E402
 from naolit.io import atomic_path  # noqa: E402
 
 from naolit.search.plots import plot_curves  # noqa: E402
-from naolit.search.tabular_search import build_loop  # noqa: E402
+from naolit.search.job import build_loop  # noqa: E402
 
 BUDGETS = (50, 100, 150, 300)  # query counts reported in results.md (those within the budget)
 OPTIMUM_ROW = 6111  # the best NAS-Bench-201 architecture on CIFAR-10, by validation and by test accuracy
@@ -54,7 +54,7 @@ def run_path(out: Path, strategy: str, seed: int) -> Path:
 
 
 def run_search(strategy: str, seed: int, budget: int, overrides: list[str], path: Path) -> float:
-    """One search, as tabular_search.run does it; writes its curve to ``path`` and returns its wall time.
+    """One search, as naolit.search.job.run does it; writes its curve to ``path`` and returns its wall time.
 
     The ``seconds`` column is the wall time since the run started (config and table loading included)
     at the end of the round in which that architecture was queried.
