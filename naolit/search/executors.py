@@ -91,9 +91,11 @@ class _Worker:
         self.conn.close()
 
 
-def worker_devices(devices: str | Sequence[int], cpu_workers: int) -> list[tuple[str, dict[str, str]]]:
+def worker_devices(devices: str | Sequence[int], cpu_workers: int | None) -> list[tuple[str, dict[str, str]]]:
     """(name, environment) of each worker: one per GPU of ``devices`` (``auto``: every visible GPU, else
-    ``cpu_workers`` CPU workers; ``cpu``: ``cpu_workers`` CPU workers; a list: those GPU indices)."""
+    ``cpu_workers`` CPU workers; ``cpu``: ``cpu_workers`` CPU workers; a list: those GPU indices).
+    ``cpu_workers`` None: one per CPU core."""
+    cpu_workers = (os.cpu_count() or 1) if cpu_workers is None else cpu_workers
     if cpu_workers < 1:
         raise ValueError(f"executor local: cpu_workers must be >= 1, got {cpu_workers}")
     if devices == "auto":
@@ -122,7 +124,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, devices: str | Sequence[int] = "auto", cpu_workers: int = 1, max_retries: int = 2):
+    def __init__(self, devices: str | Sequence[int] = "auto", cpu_workers: int | None = None, max_retries: int = 2):
         _check_retries(self.name, max_retries)
         self.devices = worker_devices(devices, cpu_workers)
         self.max_retries = max_retries
