@@ -11,6 +11,7 @@ from naolit.search.candidate import train_candidate
 
 def log_call(folder: str) -> None:
     """One line per training started, in the candidates' folder: ``calls.txt``."""
+    Path(folder).parent.mkdir(parents=True, exist_ok=True)
     with open(Path(folder).parent / "calls.txt", "a") as calls:
         calls.write(Path(folder).name + "\n")
 

@@ -156,6 +156,7 @@ class LocalExecutor:
                 try:
                     ok, value = worker.conn.recv()
                 except (EOFError, OSError):  # the process died mid-call
+                    worker.process.join()
                     ok, value = False, f"worker {worker.name} died (exit code {worker.process.exitcode})"
                     self._restart(worker)
                 if ok:
