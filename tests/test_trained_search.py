@@ -20,6 +20,7 @@ from naolit.search.trained_evaluator import TrainedEvaluator
 
 from conftest import CHILD_ENV, DATA, ROOT
 from search_helpers import TINY_CONTROLLER
+from wandb_records import OfflineRun
 
 # ptb_nao_small cut down: 8-unit language models trained 5 steps; 4 random cells, then one round of 2.
 TINY = ["+experiment=ptb_nao_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4",
@@ -55,7 +56,7 @@ def records(out: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def local_search(tmp_path_factory, ptb_data):
-    """The tiny search with executor=local, 2 workers: its folder."""
+    """The tiny search with executor=local, 2 workers, logging to CSV and W&B: its folder."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -64,7 +65,8 @@ def local_search(tmp_path_factory, ptb_data):
     out = tmp_path_factory.mktemp("local") / "run"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*TINY, *EXECUTORS["local"], f"paths.output_dir={out}"])
+        cfg = compose(config_name="config", overrides=[*TINY, *EXECUTORS["local"], "logger=many",
+                                                       f"paths.output_dir={out}"])
     GlobalHydra.instance().clear()
     run(cfg)
     return out
@@ -86,6 +88,9 @@ def test_a_search_on_local_workers_trains_each_candidate_once_and_records_it(loc
         assert history.set_index("hash").loc[key, "valid_ppl"] == pytest.approx(record["metric"], rel=1e-6)
     table = pd.read_csv(local_search / "search" / "candidates.csv")
     assert sorted(table["key"]) == sorted(found) and table["finished"].is_monotonic_increasing
+    wandb_run = OfflineRun.read(next((local_search / "wandb").glob("offline-run-*")))
+    assert "search/candidates/_type" in wandb_run.logged and wandb_run.exit_code == 0  # a table, as an artifact
+    assert ("run_table", ["search/candidates.table.json"]) in wandb_run.artifacts.values()
 
 
 @pytest.mark.slow

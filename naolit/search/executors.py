@@ -158,11 +158,12 @@ class LocalExecutor:
                 except (EOFError, OSError):  # the process died mid-call
                     worker.process.join()
                     ok, value = False, f"worker {worker.name} died (exit code {worker.process.exitcode})"
+                if not worker.process.is_alive():
                     self._restart(worker)
                 if ok:
                     yield Outcome(index, value, attempts=attempts[index], where=worker.name)
                 elif attempts[index] <= self.max_retries:
-                    log.warning("candidate %d failed on %s (%s): retrying", index, worker.name, value)
+                    log.warning("call %d of this batch failed on %s (%s): retrying", index, worker.name, value)
                     queue.appendleft(index)
                 else:
                     yield Outcome(index, error=value, attempts=attempts[index], where=worker.name)
@@ -303,7 +304,7 @@ class SlurmExecutor:
                         yield Outcome(index, error=str(err).strip().splitlines()[-1], attempts=attempts[index],
                                       where=where)
                         continue
-                    log.warning("candidate %d failed in %s: resubmitting", index, where)
+                    log.warning("call %d of this batch failed in %s: resubmitting", index, where)
                     attempts[index] += 1
                     retry = executor.submit(fn, *calls[index])
                     pending[retry] = index
