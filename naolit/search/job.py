@@ -115,10 +115,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
                 loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
         except NonFiniteError as err:
-            state = out / STATE_FILE if (out / STATE_FILE).is_file() else state_file
+            state = out / STATE_FILE if (out / STATE_FILE).is_file() else state_file  # one is: saved before round 0
             err.last_good = (f"The last good state is {state}, saved before round {err.round}: resume from it with "
-                             f"ckpt_path={state} once the cause is fixed." if state else
-                             "No state was saved before it (it came in round 0): there is nothing to resume.")
+                             f"ckpt_path={state} once the cause is fixed.")
             raise
         finally:
             bar.close()

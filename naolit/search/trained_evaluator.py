@@ -48,8 +48,9 @@ class TrainedEvaluator:
         self.candidate = _plain(candidate)
         self.monitor, self.higher_is_better = METRICS[metric]
         self.candidate["monitor"] = self.monitor
-        if not isinstance(self.candidate.get("threads"), int) or self.candidate["threads"] < 1:
-            raise ValueError(f"evaluator: candidate.threads must be an integer >= 1, got {self.candidate.get('threads')}")
+        threads = self.candidate.get("threads")
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"evaluator: candidate.threads must be an integer >= 1, got {threads}")
         self.space = instantiate(self.candidate["space"])
         self.executor = instantiate(_plain(executor))
         self.folder, self.seed, self.metric_name = Path(folder), seed, metric
