@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from naolit.search.executors import LocalExecutor, RayExecutor, SlurmExecutor
 from naolit.search.job import build_loop, run
 from naolit.search.trained_evaluator import TrainedEvaluator
 
-from conftest import CHILD_ENV, DATA, ROOT
+from candidate_faults import diverging_once, killed_once
+from conftest import CHILD_ENV, CONF, DATA, ROOT
 from search_helpers import TINY_CONTROLLER
 from wandb_records import OfflineRun
 
@@ -57,11 +60,6 @@ def records(out: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def local_search(tmp_path_factory, ptb_data):
     """The tiny search with executor=local, 2 workers, logging to CSV and W&B: its folder."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from conftest import CONF
-
     out = tmp_path_factory.mktemp("local") / "run"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -111,7 +109,7 @@ def test_every_executor_finds_the_same_pool_and_history(local_search, trained_cf
 def test_a_killed_worker_costs_one_rerun_and_every_candidate_is_scored_once(trained_cfg):
     cfg = trained_cfg("killed", *EXECUTORS["local"])
     loop = build_loop(cfg)
-    loop.evaluator.train_fn = __import__("candidate_faults").killed_once
+    loop.evaluator.train_fn = killed_once
     with closing(loop.evaluator):
         loop.run(max_rounds=2)
     scored = [r.arch for r in loop.pool.history]
@@ -126,7 +124,7 @@ def test_a_killed_worker_costs_one_rerun_and_every_candidate_is_scored_once(trai
 def test_a_diverged_candidate_is_recorded_as_failed_and_stays_out_of_the_pool(trained_cfg):
     cfg = trained_cfg("diverged", *EXECUTORS["local"])
     loop = build_loop(cfg)
-    loop.evaluator.train_fn = __import__("candidate_faults").diverging_once
+    loop.evaluator.train_fn = diverging_once
     with closing(loop.evaluator):
         loop.run(max_rounds=2)
     (failed,) = loop.pool.failures
