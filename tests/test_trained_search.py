@@ -175,6 +175,10 @@ def test_bad_executor_and_evaluator_settings_are_named(tmp_path):
         SlurmExecutor(str(tmp_path), cluster="pbs")
     with pytest.raises(ValueError, match=r"evaluator: metric must be one of \['valid_acc', 'valid_ppl'\], got 'loss'"):
         TrainedEvaluator({}, {}, str(tmp_path), seed=0, metric="loss")
+    with pytest.raises(ValueError, match="evaluator: candidate.threads must be an integer >= 1, got 0"):
+        TrainedEvaluator({"threads": 0}, {}, str(tmp_path), seed=0)
+    with pytest.raises(ValueError, match="trainer.limit_val_batches must not be 0"):
+        TrainedEvaluator({"threads": 1, "trainer": {"limit_val_batches": 0}}, {}, str(tmp_path), seed=0)
 
 
 def test_a_local_worker_runs_on_the_device_it_is_named_for():

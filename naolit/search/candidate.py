@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -84,7 +85,7 @@ def train_candidate(cfg: dict[str, Any], arch: list[int], seed: int, folder: str
         metric = validation_metric(trainer, cfg["monitor"])
     except NonFiniteError as err:  # the same seed would diverge again: no retry
         metric, failure = float("nan"), str(err)
-    if failure is None and not torch.isfinite(torch.tensor(metric)):
+    if failure is None and not math.isfinite(metric):
         failure = f"{cfg['monitor']} is {metric} after training"
     checkpoint = None
     if failure is None:

@@ -51,6 +51,9 @@ class TrainedEvaluator:
         threads = self.candidate.get("threads")
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"evaluator: candidate.threads must be an integer >= 1, got {threads}")
+        if self.candidate["trainer"].get("limit_val_batches") == 0:
+            raise ValueError("evaluator: a candidate is scored by its validation metric, so trainer.limit_val_batches "
+                             "must not be 0")
         self.space = instantiate(self.candidate["space"])
         self.executor = instantiate(_plain(executor))
         self.folder, self.seed, self.metric_name = Path(folder), seed, metric
