@@ -108,7 +108,7 @@ class TrainedEvaluator:
         start, records = time.perf_counter(), {}
 
         def started(index: int, where: str) -> None:
-            log.info("candidate %s started on %s", keys[index], where)
+            log.info("candidate %s sent to %s", keys[index], where)
 
         for outcome in self.executor.run(self.train_fn, calls, on_start=started):
             key = keys[outcome.index]
