@@ -136,7 +136,9 @@ def test_a_diverged_candidate_is_recorded_as_failed_and_stays_out_of_the_pool(tr
 
 
 @pytest.mark.slow
-def test_a_search_killed_mid_round_resumes_without_training_a_finished_candidate_again(tmp_path, ptb_data):
+@pytest.mark.parametrize("kill_after", [1, 4], ids=["round 0", "round 1"])
+def test_a_search_killed_mid_round_resumes_without_training_a_finished_candidate_again(tmp_path, ptb_data,
+                                                                                       kill_after):
     out = tmp_path / "run"
     # one worker, so that a round's candidates finish one by one
     command = [sys.executable, "train.py", *TINY, "strategy.initial_size=3", "strategy.per_round=3",
@@ -145,12 +147,12 @@ def test_a_search_killed_mid_round_resumes_without_training_a_finished_candidate
     with open(tmp_path / "killed.log", "w") as log:
         search = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + 300
-        while len(records(out)) < 4 and search.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the first candidate of round 1 is recorded
+        while len(records(out)) < kill_after and search.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until that many candidates are recorded: 3 random ones, then 3 proposed ones
         os.killpg(search.pid, signal.SIGKILL)  # the search and its workers, mid-round
         search.wait()
     before = records(out)
-    assert len(before) in (4, 5), (tmp_path / "killed.log").read_text()[-3000:]
+    assert len(before) in (kill_after, kill_after + 1), (tmp_path / "killed.log").read_text()[-3000:]
 
     resumed = subprocess.run([*command, f"ckpt_path={out}"], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=600)
