@@ -9,13 +9,16 @@
   its submission to its last result. The workers (and Ray) are started, and have read the data, before
   the clock starts: a search starts them once.
 Candidates per minute = candidates / wall time; speed-up = wall time on 1 worker / on 2; overhead per
-candidate = wall time on 1 worker / candidates - in-process seconds per candidate.
+candidate = wall time on 1 worker / candidates - in-process seconds per candidate. The machine's own
+ceiling is measured alongside: the speed-up of two processes running a pure-Python loop, once before
+and once after (on a shared machine, other jobs take the second core).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +46,24 @@ def batch_seconds(executor, calls: list[tuple]) -> float:
     return seconds
 
 
+def spin(n: int) -> None:
+    while n:
+        n -= 1
+
+
+def two_process_ceiling(n: int = 20_000_000) -> float:
+    """How much faster two processes do two equal pure-Python loops than one process does one: the most
+    that a second worker can give on this machine now."""
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(spin, [1, 1])  # the processes started
+        start = time.perf_counter()
+        pool.map(spin, [n], chunksize=1)
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        pool.map(spin, [n, n], chunksize=1)
+        return round(2 * one / (time.perf_counter() - start), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=16)
@@ -66,7 +87,8 @@ def main() -> None:
         train_candidate(*call)
     in_process = (time.perf_counter() - start) / len(calls)
 
-    result = {"candidates": len(calls), "in_process_s_per_candidate": round(in_process, 3)}
+    result = {"candidates": len(calls), "in_process_s_per_candidate": round(in_process, 3),
+              "two_process_ceiling_before": two_process_ceiling()}
     for name, make in {"local": lambda n: LocalExecutor(devices="cpu", cpu_workers=n),
                        "ray": lambda n: RayExecutor(num_cpus=n)}.items():
         wall = {}
@@ -80,6 +102,7 @@ def main() -> None:
                                                    "candidates_per_min": round(60 * len(calls) / wall[workers], 1)}
         result[f"{name}_speed_up"] = round(wall[1] / wall[2], 2)
         result[f"{name}_overhead_s_per_candidate"] = round(wall[1] / len(calls) - in_process, 3)
+    result["two_process_ceiling_after"] = two_process_ceiling()
     report(result, args.out)
 
 
