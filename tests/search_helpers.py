@@ -6,7 +6,7 @@ import pandas as pd
 import pytorch_lightning as pl
 
 from naolit.search import SearchLoop
-from naolit.search.tabular_search import build_loop
+from naolit.search.job import build_loop
 from naolit.spaces import NB201Space
 
 from conftest import NB201_CSV

@@ -74,7 +74,9 @@ def test_trainer_logger_and_callback_groups_instantiate(compose_cfg, tmp_path):
 
 
 JOB_GROUPS = {  # entry -> the config groups that kind of job reads
-    "naolit.search.tabular_search.run": {"space", "controller", "strategy", "evaluator", "search", "logger"},
+    "naolit.search.job.run": {"space", "controller", "strategy", "evaluator", "search", "logger"},
+    "trained search": {"space", "controller", "strategy", "evaluator", "executor", "search", "data", "model",
+                       "trainer", "logger"},
     "weight sharing": {"space", "controller", "strategy", "search", "data", "model", "trainer", "callbacks",
                        "logger"},
     "final training": {"space", "data", "model", "trainer", "callbacks", "logger"},
@@ -84,8 +86,9 @@ JOB_GROUPS = {  # entry -> the config groups that kind of job reads
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_only_the_groups_its_job_reads(compose_cfg, experiment):
     cfg = compose_cfg([f"+experiment={experiment}"])
-    kind = cfg.entry if cfg.entry != "naolit.fit.run" else "weight sharing" if "search" in cfg else "final training"
-    groups = {name for name in ("space", "controller", "strategy", "evaluator", "search", "data", "model",
+    kind = ("trained search" if cfg.get("executor") is not None else cfg.entry if cfg.entry != "naolit.fit.run"
+            else "weight sharing" if "search" in cfg else "final training")
+    groups = {name for name in ("space", "controller", "strategy", "evaluator", "executor", "search", "data", "model",
                                 "trainer", "callbacks", "logger") if cfg.get(name) is not None}
     assert groups == JOB_GROUPS[kind]
     assert cfg.optimized_metric.split("/")[0] in ("search", "test")

@@ -30,8 +30,8 @@ from naolit.io import atomic_path, remove_stale_temporaries
 from naolit.search import ArchPool, SearchLoop, TabularEvaluator
 from naolit.search.report import SearchReport
 from naolit.search.strategies import RandomSearch
-from naolit.search.tabular_search import STATE_FILE, build_loop
-from naolit.search.tabular_search import run as tabular_run
+from naolit.search.job import STATE_FILE, build_loop
+from naolit.search.job import run as tabular_run
 from naolit.spaces import InvalidArchitecture, RNNCellSpace
 
 from conftest import CHILD_ENV, CONF, DATA, NB201_CSV, ROOT
@@ -468,7 +468,8 @@ saves = []
 
 def save(checkpoint, path):
     saves.append(path)
-    if len(saves) == 3:  # killed mid-write: the temporary file written, not yet renamed
+    if len(saves) == 4:  # the state of round 2 (after the one of the random start) killed mid-write: the
+                         # temporary file written, not yet renamed
         with atomic_path(path) as tmp:
             tmp.write_bytes(b"half a state")
             os.kill(os.getpid(), signal.SIGKILL)

@@ -16,7 +16,7 @@ from hydra.errors import InstantiationException
 from naolit.benchmarks.nb201 import SHIPPED_TABLE
 from naolit.search import TabularEvaluator
 from naolit.search.strategies import RandomSearch, RegularizedEvolution
-from naolit.search.tabular_search import STATE_FILE, build_loop, run
+from naolit.search.job import STATE_FILE, build_loop, run
 
 from conftest import CHILD_ENV, NB201_CSV, ROOT
 from search_helpers import PNG, SPACE, TINY_CONTROLLER

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/comm
 from common import load_config  # noqa: E402
 from datasets import DATASETS  # noqa: E402
 from naolit.io import atomic_path  # noqa: E402
-from naolit.search.tabular_search import build_loop  # noqa: E402
+from naolit.search.job import build_loop  # noqa: E402
 from summary import COLUMNS, summarize  # noqa: E402
 
 DRAW_FROM = range(10_000)  # --draw-seeds draws from these seeds
@@ -45,7 +45,7 @@ def run_path(out: Path, strategy: str, seed: int) -> Path:
 
 
 def run_search(strategy: str, seed: int, budget: int, overrides: list[str], path: Path) -> float:
-    """One search, as tabular_search.run does it; writes its curve to ``path`` and returns its wall time.
+    """One search, as naolit.search.job.run does it; writes its curve to ``path`` and returns its wall time.
 
     The ``seconds`` column is the wall time since the run started (config and table loading included)
     at the end of the round in which that architecture was queried; ``controller_seconds`` the part of

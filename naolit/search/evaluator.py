@@ -1,4 +1,5 @@
-"""What scores architectures for a search: the interface, and the tabular evaluator."""
+"""What scores architectures for a search: the interface, and the tabular evaluator (the others:
+``supernet_evaluator``, ``trained_evaluator``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ class Evaluator(Protocol):
 
     ``metric_name`` names what a score measures (``valid_ppl``, a table column) and ``to_metric`` turns
     a score back into that metric (e.g. a negated perplexity into the perplexity): reports show the metric.
+    An evaluator that knows why an architecture failed (scored NaN) may say so in ``failures``, a dict
+    from canonical architecture to reason, which the search loop records with the failure.
     """
 
     metric_name: str

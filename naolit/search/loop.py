@@ -96,6 +96,9 @@ class SearchLoop:
         if math.isfinite(score):
             return self.pool.add(arch, score, self.round, origin)
         failure = f"{self.evaluator.metric_name}={self.evaluator.to_metric(score)}"
+        reason = getattr(self.evaluator, "failures", {}).get(self.strategy.space.canonical(arch))
+        if reason:  # an evaluator that knows why (a candidate's training diverged, or crashed)
+            failure += f": {reason}"
         genotype = self.strategy.space.to_genotype(arch)
         if self.on_nonfinite == "stop":
             raise NonFiniteError(f"architecture {genotype} scored {failure} (search.on_nonfinite=skip records such "

@@ -1,9 +1,15 @@
-"""`python train.py` for tabular benchmarks: one search, its logs, its curve, its best architectures."""
+"""`python train.py` for searches without weight sharing: one search, its logs, its best architectures.
+
+Its evaluator scores each architecture by itself: from a tabular benchmark (``TabularEvaluator``: the
+curve of the best so far is written too) or by training it (``TrainedEvaluator``: every candidate's
+record is written too). The search's state is saved before the first round and after every round.
+"""
 
 from __future__ import annotations
 
 import csv
 import logging
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -22,6 +28,7 @@ from naolit.search.loop import SearchLoop
 from naolit.search.plots import plot_curves
 from naolit.search.pool import Record
 from naolit.search.report import SearchReport
+from naolit.search.trained_evaluator import TrainedEvaluator
 
 log = logging.getLogger(__name__)
 STATE_FILE = "search_state.pt"
@@ -84,13 +91,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
             loop.budget = cfg.search.budget
         log.info("resumed %s at round %d with %d of %s architectures", state_file, loop.round, len(loop.pool.seen),
                  loop.budget)
+    else:  # the random start, saved before it is evaluated: a search killed in round 0 resumes too
+        loop.start()
+        save_state(loop, report, identity, out / STATE_FILE)
     loggers = build_loggers(cfg)
-    with ending_runs(loggers):  # the W&B run ends with the search, so the next job of a sweep starts its own
+    # the W&B run ends with the search, so that the next job of a sweep starts its own; an evaluator's
+    # workers are released with it
+    releasing = closing(loop.evaluator) if hasattr(loop.evaluator, "close") else nullcontext()
+    with ending_runs(loggers), releasing:
         report.replay(loggers)  # a resumed search's rounds so far
         bar = tqdm(total=loop.budget, initial=len(loop.pool.seen), unit="arch", dynamic_ncols=True,
                    desc=f"{cfg.task_name} ({type(loop.strategy).__name__})")
 
         def on_round(loop: SearchLoop, new: list[Record]) -> None:
+            if isinstance(loop.evaluator, TrainedEvaluator):
+                loop.evaluator.publish(report.folder, loggers, step=loop.round)
             report.publish_round(new, loggers, step=loop.round)
             save_state(loop, report, identity, out / STATE_FILE)
             bar.update(len(new))
@@ -100,10 +115,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             with logging_redirect_tqdm():  # round summaries on lines of their own, above the bar
                 loop.run(max_rounds=cfg.search.max_rounds, on_round=on_round)
         except NonFiniteError as err:
-            state = out / STATE_FILE if (out / STATE_FILE).is_file() else state_file
+            state = out / STATE_FILE if (out / STATE_FILE).is_file() else state_file  # one is: saved before round 0
             err.last_good = (f"The last good state is {state}, saved before round {err.round}: resume from it with "
-                             f"ckpt_path={state} once the cause is fixed." if state else
-                             "No state was saved before it (it came in round 0): there is nothing to resume.")
+                             f"ckpt_path={state} once the cause is fixed.")
             raise
         finally:
             bar.close()
