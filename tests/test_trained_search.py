@@ -28,7 +28,7 @@ from wandb_records import OfflineRun
 # ptb_nao_small cut down: 8-unit language models trained 5 steps; 4 random cells, then one round of 2.
 TINY = ["+experiment=ptb_nao_small", "model.hidden_size=8", "data.batch_size=4", "data.eval_batch_size=4",
         "trainer.limit_train_batches=5", "trainer.limit_val_batches=2", "search.budget=6", "strategy.initial_size=4",
-        "strategy.per_round=2", "controller.fit.epochs=3", *TINY_CONTROLLER, "controller.generate.top_k=4",
+        "strategy.per_round=2", "controller.fit.steps=3", *TINY_CONTROLLER, "controller.generate.top_k=4",
         "search.export_top=2", "logger=csv"]
 EXECUTORS = {"local": ["executor.cpu_workers=2"], "ray": ["executor=ray", "executor.num_cpus=2"],
              "slurm": ["executor=slurm", "executor.cluster=local", "executor.poll_s=0.2"]}
