@@ -13,9 +13,10 @@ from conftest import CHILD_ENV, ROOT
 NOISE = re.compile(r"\w*Warning: |💡")
 
 
-def readme_commands(section: str) -> list[str]:
-    """The commands of the bash blocks in the README section titled ``section``, comments dropped."""
-    text = (ROOT / "README.md").read_text()
+def readme_commands(section: str, page: str = "README.md") -> list[str]:
+    """The commands of the bash blocks in the section titled ``section`` of ``page`` (the README, or a
+    page of ``docs/``), comments dropped."""
+    text = (ROOT / page).read_text()
     body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", body, flags=re.S)
     return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.strip()]

@@ -184,9 +184,10 @@ def test_the_slurm_launcher_composes_into_the_sbatch_script_of_a_multi_node_ddp_
 
 
 def readme_train_commands() -> list[str]:
-    """The train.py commands of the README's Sweeps and Clusters sections (an sbatch script's srun line too)."""
-    return [command.removeprefix("srun ") for section in ("Sweeps", "Clusters") for command in readme_commands(section)
-            if "python train.py" in command]
+    """The train.py commands of the README's Sweeps and Clusters sections and of the SLURM section of
+    ``docs/sweeps.md`` (its sbatch script's srun line)."""
+    commands = [*readme_commands("Sweeps"), *readme_commands("Clusters"), *readme_commands("SLURM", "docs/sweeps.md")]
+    return [command.removeprefix("srun ") for command in commands if "python train.py" in command]
 
 
 @needs_optuna
