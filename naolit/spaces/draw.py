@@ -1,5 +1,8 @@
 """PNG pictures of cells: a small layered DAG renderer on matplotlib (no graphviz binary needed).
 
+Why not networkx's layouts: on these cells (a dozen nodes, one label per edge) they put edge labels over
+nodes and over other edges; the steps below keep labels clear of both.
+
 Three steps, all lengths in inches so that text measured in points tells how much room it takes:
 1. nodes go into columns by depth; rows within a column are ordered to reduce crossings;
 2. each edge, labelled and shortest first, picks the matplotlib ``arc3`` curvature and the spot for its
