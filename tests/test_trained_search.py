@@ -2,11 +2,9 @@
 faults (a killed worker, a killed search, a diverged candidate) and bad settings."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import closing
 from pathlib import Path
 
@@ -135,27 +133,45 @@ def test_a_diverged_candidate_is_recorded_as_failed_and_stays_out_of_the_pool(tr
     assert record["metric"] is None and record["checkpoint"] is None and record["attempts"] == 1  # not retried
 
 
+# Runs train.py, and kills the search with its workers (its process group) right after the record of its
+# KILL_AFTER-th finished candidate is written: a kill at a known point, not after a wait.
+KILL_AFTER_RECORDS = """
+import os, runpy, signal, sys
+from naolit.search.trained_evaluator import TrainedEvaluator
+
+kill_after, sys.argv = int(sys.argv[1]), ["train.py", *sys.argv[2:]]
+written = []
+
+def write(self, key, arch, outcome):
+    record = original(self, key, arch, outcome)
+    written.append(key)
+    if len(written) == kill_after:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    return record
+
+original, TrainedEvaluator._write = TrainedEvaluator._write, write
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [1, 4], ids=["round 0", "round 1"])
 def test_a_search_killed_mid_round_resumes_without_training_a_finished_candidate_again(tmp_path, ptb_data,
                                                                                        kill_after):
     out = tmp_path / "run"
     # one worker, so that a round's candidates finish one by one
-    command = [sys.executable, "train.py", *TINY, "strategy.initial_size=3", "strategy.per_round=3",
-               "executor.cpu_workers=1", f"hydra.run.dir={out}"]
+    overrides = [*TINY, "strategy.initial_size=3", "strategy.per_round=3", "executor.cpu_workers=1",
+                 f"hydra.run.dir={out}"]
     env = {**CHILD_ENV, "NAOLIT_DATA_DIR": str(DATA), "PYTHONPATH": str(ROOT)}
-    with open(tmp_path / "killed.log", "w") as log:
-        search = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while len(records(out)) < kill_after and search.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # until that many candidates are recorded: 3 random ones, then 3 proposed ones
-        os.killpg(search.pid, signal.SIGKILL)  # the search and its workers, mid-round
-        search.wait()
+    # a session of its own, so that the kill takes the search and its workers and nothing else
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_RECORDS, str(kill_after), *overrides], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     before = records(out)
-    assert len(before) in (kill_after, kill_after + 1), (tmp_path / "killed.log").read_text()[-3000:]
+    assert len(before) == kill_after
 
-    resumed = subprocess.run([*command, f"ckpt_path={out}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run([sys.executable, "train.py", *overrides, f"ckpt_path={out}"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = records(out)
     assert len(after) == 6 and all(after[key] == record for key, record in before.items())  # none trained again
