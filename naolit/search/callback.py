@@ -37,7 +37,7 @@ class SearchCallback(pl.Callback):
 
     def __init__(self, strategy: Strategy, every_n_epochs: int, pool_size: int, budget: int | None = None,
                  max_rounds: int | None = None, seed: int = 0, export_top: int = 5, output_dir: str | None = None,
-                 on_nonfinite: str = "stop", propose_threads: int | None = None):
+                 on_nonfinite: str = "stop", propose_threads: int | str | None = None):
         if every_n_epochs < 1:
             raise ValueError(f"search: every_n_epochs must be >= 1, got {every_n_epochs}")
         if max_rounds is not None and max_rounds < 1:

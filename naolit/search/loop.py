@@ -17,6 +17,7 @@ from naolit.search.evaluator import Evaluator
 from naolit.search.pool import ArchPool, Record
 from naolit.search.strategies import Proposal, Strategy
 from naolit.spaces import Arch
+from naolit.threads import controller_threads
 
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("stop", "skip")
@@ -41,8 +42,9 @@ class SearchLoop:
       reason, out of the live pool, counted by the budget) and go on. Either way the round is filled in
       on a ``NonFiniteError`` raised inside it (by the controller, or a supernet's training).
     - ``propose_threads``: torch's CPU threads while the strategy proposes (NAO's controller trains and
-      generates; ``controller.threads``), the job's restored after (None: the job's). The controller's
-      tensors are small: more threads mostly wait on each other and, on a busy machine, on free cores.
+      generates; ``controller.threads``), the job's restored after (None: the job's; ``auto``: the idle
+      cores at the start of each round, see ``naolit.threads``). On a busy machine more threads than
+      idle cores spin waiting for each other.
 
     Its state (round, pool, history, strategy, RNGs) round-trips through ``state_dict``, so a search
     restored from a checkpoint continues exactly as the uninterrupted one would.
@@ -51,7 +53,7 @@ class SearchLoop:
     def __init__(self, strategy: Strategy, evaluator: Evaluator, seed: int = 0, budget: int | None = None,
                  pool_size: int | None = None, rescore: bool = False, defer: bool = False,
                  broadcast: Callable[[list[Proposal]], list[Proposal]] | None = None, on_nonfinite: str = "stop",
-                 propose_threads: int | None = None):
+                 propose_threads: int | str | None = None):
         check_search_settings(strategy, budget, pool_size, defer, on_nonfinite, propose_threads)
         self.strategy, self.evaluator = strategy, evaluator
         self.pool = ArchPool(strategy.space)
@@ -188,7 +190,7 @@ class SearchLoop:
 
 
 def check_search_settings(strategy: Strategy, budget: int | None, pool_size: int | None, defer: bool,
-                          on_nonfinite: str, propose_threads: int | None) -> None:
+                          on_nonfinite: str, propose_threads: int | str | None) -> None:
     """Raise ValueError naming the first bad setting of a search (``conf/search``), before any work."""
     if budget is not None and budget < 1:
         raise ValueError(f"search: budget must be >= 1 or null, got {budget}")
@@ -202,14 +204,15 @@ def check_search_settings(strategy: Strategy, budget: int | None, pool_size: int
                          f"{strategy.per_round}, got {pool_size}")
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"search: on_nonfinite must be one of {list(ON_NONFINITE)}, got {on_nonfinite!r}")
-    if propose_threads is not None and propose_threads < 1:
-        raise ValueError(f"controller: threads must be >= 1 or null, got {propose_threads}")
+    if propose_threads not in (None, "auto") and not (isinstance(propose_threads, int) and propose_threads >= 1):
+        raise ValueError(f"controller: threads must be auto, an integer >= 1 or null, got {propose_threads!r}")
 
 
 @contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op CPU threads set to ``threads`` inside the block (None: unchanged), restored after."""
+def _torch_threads(setting: int | str | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set by ``setting`` inside the block (``controller_threads``), restored after."""
     before = torch.get_num_threads()
+    threads = controller_threads(setting)
     if threads is not None:
         torch.set_num_threads(threads)
     try:
