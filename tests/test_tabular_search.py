@@ -199,7 +199,7 @@ def test_bad_strategy_values_are_named(search_cfg):
     with pytest.raises(InstantiationException, match="got 40 and 30") as err:
         build_loop(search_cfg("bad", "strategy=re", "strategy.sample_size=40"))
     assert isinstance(err.value.__cause__, ValueError)
-    with pytest.raises(InstantiationException, match="sum to at most per_round=10, got 11 and 1") as err:
+    with pytest.raises(InstantiationException, match="sum to at most per_round=10, got 11 and 2") as err:
         build_loop(search_cfg("bad", "strategy.per_round=10", "strategy.num_random=11", *TINY_CONTROLLER))
     assert isinstance(err.value.__cause__, ValueError)
 
