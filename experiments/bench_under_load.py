@@ -31,15 +31,16 @@ from pathlib import Path
 from common import ROOT, report
 
 # The settings compared: overrides of train.py and environment variables added to the job's.
-SETTINGS = {  # "MKL_CBWR": "" leaves MKL's reproducibility mode off, as before naolit set it
-    "old": (["controller.threads=null"], {"MKL_CBWR": ""}),  # torch's default everywhere: one thread per core
-    "one_thread": (["controller.threads=1"], {"MKL_CBWR": ""}),  # the controller on one thread
+MKL_MODE_OFF = {"MKL_CBWR": ""}  # MKL's reproducibility mode off, as before naolit turned it on
+SETTINGS = {
+    "old": (["controller.threads=null"], MKL_MODE_OFF),  # torch's default everywhere: one thread per core
+    "one_thread": (["controller.threads=1"], MKL_MODE_OFF),  # the controller on one thread
     "new": ([], {}),  # the defaults: the controller on the idle cores (controller.threads=auto), MKL strict
-    "threads1": (["threads=1", "controller.threads=null"], {"MKL_CBWR": ""}),  # one thread for the whole job
-    "passive": (["controller.threads=null"], {"MKL_CBWR": "", "OMP_WAIT_POLICY": "PASSIVE"}),  # idle threads sleep
-    "spin100": (["controller.threads=null"], {"MKL_CBWR": "", "GOMP_SPINCOUNT": "100"}),  # ... after 100 spins
-    "spin3k": (["controller.threads=null"], {"MKL_CBWR": "", "GOMP_SPINCOUNT": "3000"}),
-    "spin30k": (["controller.threads=null"], {"MKL_CBWR": "", "GOMP_SPINCOUNT": "30000"}),
+    "threads1": (["threads=1", "controller.threads=null"], MKL_MODE_OFF),  # one thread for the whole job
+    "passive": (["controller.threads=null"], {**MKL_MODE_OFF, "OMP_WAIT_POLICY": "PASSIVE"}),  # idle threads sleep
+    "spin100": (["controller.threads=null"], {**MKL_MODE_OFF, "GOMP_SPINCOUNT": "100"}),  # ... after 100 spins
+    "spin3k": (["controller.threads=null"], {**MKL_MODE_OFF, "GOMP_SPINCOUNT": "3000"}),
+    "spin30k": (["controller.threads=null"], {**MKL_MODE_OFF, "GOMP_SPINCOUNT": "30000"}),
 }
 JOBS = {
     "nb201": lambda budget: ["+experiment=nb201_nao", f"search.budget={budget}"],
