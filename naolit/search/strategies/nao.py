@@ -33,7 +33,7 @@ class NAOStrategy(Strategy):
 
     def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
                  initial_size: int = 100, per_round: int = 100, num_random: int = 0, num_mutations: int = 0,
-                 candidates: int | None = None, first_steps: int | None = None, mutation_parents: int = 1):
+                 candidates: int | None = None, first_steps: int | None = None):
         super().__init__(space, initial_size, per_round)
         if num_random < 0 or num_mutations < 0 or num_random + num_mutations > per_round:
             raise ValueError(f"nao strategy: num_random and num_mutations must be >= 0 and sum to at most "
@@ -41,8 +41,6 @@ class NAOStrategy(Strategy):
         if candidates is not None and candidates < per_round - num_random - num_mutations:
             raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random - num_mutations = "
                              f"{per_round - num_random - num_mutations}, got {candidates}")
-        if mutation_parents < 1:
-            raise ValueError(f"nao strategy: mutation_parents must be >= 1, got {mutation_parents}")
         check_fit_settings(fit)
         if first_steps is not None and first_steps < 1:
             raise ValueError(f"nao strategy: first_steps must be null or >= 1, got {first_steps}")
@@ -51,7 +49,7 @@ class NAOStrategy(Strategy):
         self.candidates = candidates
         self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
         self.top_k = self.generate.pop("top_k")
-        self.num_random, self.num_mutations, self.mutation_parents = num_random, num_mutations, mutation_parents
+        self.num_random, self.num_mutations = num_random, num_mutations
         self.metrics: dict[str, float] = {}  # controller quality on the pool it was last trained on, and fit time
 
     def propose(self, pool: ArchPool, n: int, generator: torch.Generator) -> list[Proposal]:
@@ -76,28 +74,21 @@ class NAOStrategy(Strategy):
         return proposals
 
     def _mutations(self, pool: ArchPool, n: int, taken: set[Arch], generator: torch.Generator) -> list[Arch]:
-        """``n`` random unseen one-token neighbours, canonically distinct. Each is an edit of a parent drawn
-        uniformly from the ``mutation_parents`` best architectures that still have unseen neighbours."""
+        """``n`` random unseen one-token neighbours of the best architecture (of the next best once its
+        neighbourhood is exhausted), canonically distinct."""
         chosen: dict[Arch, Arch] = {}
-        unseen: dict[int, dict[Arch, Arch]] = {}  # pool rank -> canonical form -> neighbour, filled as needed
-        ranked = pool.top(len(pool))
-        while len(chosen) < n:
-            parents = []
-            for rank, record in enumerate(ranked):
-                if rank not in unseen:
-                    unseen[rank] = {}
-                    for arch in self.space.neighbours(record.arch):
-                        unseen[rank].setdefault(self.space.canonical(arch), arch)
-                options = [key for key in unseen[rank] if key not in taken and key not in chosen]
-                if options:
-                    parents.append((rank, options))
-                if len(parents) == self.mutation_parents:
-                    break
-            if not parents:
+        for record in pool.top(len(pool)):
+            if len(chosen) == n:
                 break
-            rank, options = parents[int(torch.randint(len(parents), (1,), generator=generator))]
-            key = options[int(torch.randint(len(options), (1,), generator=generator))]
-            chosen[key] = unseen[rank][key]
+            fresh = {}
+            for arch in self.space.neighbours(record.arch):
+                key = self.space.canonical(arch)
+                if key not in taken and key not in chosen:
+                    fresh.setdefault(key, arch)
+            order = torch.randperm(len(fresh), generator=generator).tolist()
+            keys = list(fresh)
+            for i in order[: n - len(chosen)]:
+                chosen[keys[i]] = fresh[keys[i]]
         return list(chosen.values())
 
     def _most_promising(self, generated: list[Generated], n: int) -> list[Generated]:
