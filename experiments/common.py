@@ -14,9 +14,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from naolit.console import quiet_third_parties
 from naolit.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
+quiet_third_parties()  # the scripts print what train.py prints, without third-party deprecation notices
 
 
 def load_config(overrides: list[str]) -> DictConfig:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import naolit.accel.linear_cross_entropy as linear_cross_entropy_module
-from naolit.accel import PIECES, accelerate
+from naolit.accel import accelerate
 from naolit.accel.batch_norm import PixelMatrixBatchNorm2d
 from naolit.accel.linear_cross_entropy import linear_cross_entropy
 from naolit.spaces import CNNCellSpace, RNNCellSpace

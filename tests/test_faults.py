@@ -18,7 +18,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
-from omegaconf import open_dict
 
 from naolit import checkpoints
 from naolit.benchmarks import NB201Table
