@@ -18,7 +18,7 @@ from naolit.console import quiet_third_parties
 from naolit.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-quiet_third_parties()  # the scripts print what train.py prints, without third-party deprecation notices
+quiet_third_parties()  # from here on, the third-party notices train.py filters (any raised on import came before)
 
 
 def load_config(overrides: list[str]) -> DictConfig:
