@@ -48,3 +48,31 @@ def test_drawn_seeds_skip_the_excluded_ranges_and_every_run_keeps_its_curve(tmp_
 def test_bad_arguments_are_named(tmp_path, args, message):
     run = benchmark(*args, "--out", tmp_path)
     assert run.returncode == 2 and message in run.stderr
+
+
+def write_run(folder, strategy, seed, best_test):
+    """A run curve of 150 queries whose best test accuracy is ``best_test`` throughout."""
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    with (folder / "runs" / f"{strategy}_seed{seed}.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["query", "score", "best_score", "best_test", "best_row", "seconds", "controller_seconds"])
+        writer.writerows([q, 90.0, 90.0, best_test, 1, 0.1, 0.0] for q in range(1, 151))
+
+
+def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_path):
+    accuracies = {"cifar10": {"nao": [94.0, 94.2], "re": [93.0, 93.2], "rs": [92.0, 92.4]},  # first draw
+                  "cifar10_draw2": {"nao": [94.1, 94.3], "re": [94.3, 94.5], "rs": [92.0, 92.2]},
+                  "cifar10_draw10": {"nao": [94.0, 94.4], "re": [94.0, 94.4], "rs": [93.0, 93.4]}}
+    for folder, by_strategy in accuracies.items():
+        for strategy, values in by_strategy.items():
+            for seed, value in enumerate(values):
+                write_run(tmp_path / folder, strategy, seed, value)
+    run = subprocess.run([sys.executable, str(SCRIPT.parent / "draws.py"), "--results", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, env=CHILD_ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| CIFAR-10 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["50", "100", "150"]
+    # NAO - RE on each draw: +1.0 / -0.2 / 0.0 points, s.e. of the difference 0.14 / 0.14 / 0.28; pooled over
+    # the 6 seeds: 94.17 - 93.90 = 0.27 points, s.e. 0.27; NAO - RS is lowest on the last draw: 1.0 / 0.28
+    assert rows[0].endswith("| 94.17 ± 0.07 | 93.90 ± 0.26 | 92.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")
+    assert "CIFAR-100" not in run.stdout  # no folders, no rows

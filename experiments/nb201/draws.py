@@ -1,0 +1,66 @@
+"""The README's NAS-Bench-201 table: every draw of seeds of every dataset, each draw's margins and the pooled means.
+
+    python experiments/nb201/draws.py                    # results/DATASET, results/DATASET_draw2, ...
+    python experiments/nb201/draws.py --results OTHER_DIR
+
+A dataset's draws are the folders ``DATASET`` (the first draw) and ``DATASET_drawK`` under ``--results``,
+each written by ``benchmark.py`` with the same budget and strategies. Prints one markdown row per
+dataset and budget: each strategy's test accuracy, mean ± s.e. over the seeds of all draws; NAO's margin
+over regularised evolution on each draw and over all of them; NAO's margin over random search over all
+draws and on its lowest draw (margins in standard errors of the difference, as in results.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from datasets import DATASETS
+from summary import at_queries, load_runs, margin, mean_se
+
+BUDGETS = (50, 100, 150)
+
+
+def draw_folders(results: Path, dataset: str) -> list[Path]:
+    """The dataset's draws in order: ``DATASET``, then ``DATASET_draw2``, ``DATASET_draw3``, ..."""
+    numbered = [p for p in results.glob(f"{dataset}_draw*") if re.fullmatch(rf"{dataset}_draw\d+", p.name)]
+    first = [results / dataset] if (results / dataset).is_dir() else []
+    return first + sorted(numbered, key=lambda p: int(p.name.rsplit("draw", 1)[1]))
+
+
+def tests_at(folder: Path, strategy: str, budget: int) -> list[float]:
+    runs = load_runs(folder).get(strategy)
+    if not runs:
+        raise FileNotFoundError(f"{folder / 'runs'}: no runs of strategy {strategy!r}")
+    return [at_queries(run["best_test"], budget) for run in runs.values()]
+
+
+def table(results: Path) -> list[str]:
+    lines = ["| dataset | queries | NAO | regularised evolution | random search | NAO - RE (s.e.), each draw "
+             "| NAO - RE, all draws | NAO - RS, all draws (lowest draw) |", "|---|---:|---|---|---|---|---:|---:|"]
+    for name, dataset in DATASETS.items():
+        folders = draw_folders(results, name)
+        if not folders:
+            continue
+        for budget in BUDGETS:
+            per_draw = {s: [tests_at(f, s, budget) for f in folders] for s in ("nao", "re", "rs")}
+            pooled = {s: [v for draw in draws for v in draw] for s, draws in per_draw.items()}
+            cells = [f"{m:.2f} ± {se:.2f}" for m, se in (mean_se(pooled[s]) for s in ("nao", "re", "rs"))]
+            versus_re = " / ".join(f"{margin(n, r):+.1f}" for n, r in zip(per_draw["nao"], per_draw["re"]))
+            lowest_rs = min(margin(n, r) for n, r in zip(per_draw["nao"], per_draw["rs"]))
+            lines.append(f"| {dataset.title} | {budget} | {' | '.join(cells)} | {versus_re} "
+                         f"| {margin(pooled['nao'], pooled['re']):+.1f} "
+                         f"| {margin(pooled['nao'], pooled['rs']):+.1f} ({lowest_rs:+.1f}) |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    print("\n".join(table(args.results)))
+
+
+if __name__ == "__main__":
+    main()
