@@ -51,12 +51,13 @@ def test_bad_arguments_are_named(tmp_path, args, message):
 
 
 def write_run(folder, strategy, seed, best_test):
-    """A run curve of 150 queries whose best test accuracy is ``best_test`` throughout."""
+    """A run curve of 150 queries whose best test accuracy is ``best_test`` throughout, its best search score
+    2 points lower."""
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     with (folder / "runs" / f"{strategy}_seed{seed}.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["query", "score", "best_score", "best_test", "best_row", "seconds", "controller_seconds"])
-        writer.writerows([q, 90.0, 90.0, best_test, 1, 0.1, 0.0] for q in range(1, 151))
+        writer.writerows([q, 90.0, best_test - 2, best_test, 1, 0.1, 0.0] for q in range(1, 151))
 
 
 def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_path):
@@ -67,12 +68,18 @@ def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_pa
         for strategy, values in by_strategy.items():
             for seed, value in enumerate(values):
                 write_run(tmp_path / folder, strategy, seed, value)
-    run = subprocess.run([sys.executable, str(SCRIPT.parent / "draws.py"), "--results", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120, env=CHILD_ENV)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = [line for line in run.stdout.splitlines() if line.startswith("| CIFAR-10 |")]
+
+    def draws(*args):
+        run = subprocess.run([sys.executable, str(SCRIPT.parent / "draws.py"), "--results", str(tmp_path), *args],
+                             capture_output=True, text=True, timeout=120, env=CHILD_ENV)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run.stdout, [line for line in run.stdout.splitlines() if line.startswith("| CIFAR-10 |")]
+
+    out, rows = draws()
     assert [row.split(" | ")[1] for row in rows] == ["50", "100", "150"]
     # NAO - RE on each draw: +1.0 / -0.2 / 0.0 points, s.e. of the difference 0.14 / 0.14 / 0.28; pooled over
     # the 6 seeds: 94.17 - 93.90 = 0.27 points, s.e. 0.27; NAO - RS is lowest on the last draw: 1.0 / 0.28
     assert rows[0].endswith("| 94.17 ± 0.07 | 93.90 ± 0.26 | 92.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")
-    assert "CIFAR-100" not in run.stdout  # no folders, no rows
+    assert "CIFAR-100" not in out  # no folders, no rows
+    _, rows = draws("--score")
+    assert rows[0].endswith("| 92.17 ± 0.07 | 91.90 ± 0.26 | 90.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")

@@ -1,11 +1,12 @@
 """The README's NAS-Bench-201 table: every draw of seeds of every dataset, each draw's margins and the pooled means.
 
     python experiments/nb201/draws.py                    # results/DATASET, results/DATASET_draw2, ...
+    python experiments/nb201/draws.py --score             # the search score instead of the test accuracy
     python experiments/nb201/draws.py --results OTHER_DIR
 
 A dataset's draws are the folders ``DATASET`` (the first draw) and ``DATASET_drawK`` under ``--results``,
 each written by ``benchmark.py`` with the same budget and strategies. Prints one markdown row per
-dataset and budget: each strategy's test accuracy, mean ± s.e. over the seeds of all draws; NAO's margin
+dataset and budget: each strategy's test accuracy (``--score``: its search score), mean ± s.e. over the seeds of all draws; NAO's margin
 over regularised evolution on each draw and over all of them; NAO's margin over random search over all
 draws and on its lowest draw (margins in standard errors of the difference, as in results.md).
 """
@@ -29,14 +30,15 @@ def draw_folders(results: Path, dataset: str) -> list[Path]:
     return first + sorted(numbered, key=lambda p: int(p.name.rsplit("draw", 1)[1]))
 
 
-def tests_at(folder: Path, strategy: str, budget: int) -> list[float]:
+def values_at(folder: Path, strategy: str, budget: int, column: str) -> list[float]:
+    """Each run's ``column`` (best_test or best_score) after ``budget`` queries."""
     runs = load_runs(folder).get(strategy)
     if not runs:
         raise FileNotFoundError(f"{folder / 'runs'}: no runs of strategy {strategy!r}")
-    return [at_queries(run["best_test"], budget) for run in runs.values()]
+    return [at_queries(run[column], budget) for run in runs.values()]
 
 
-def table(results: Path) -> list[str]:
+def table(results: Path, column: str = "best_test") -> list[str]:
     lines = ["| dataset | queries | NAO | regularised evolution | random search | NAO - RE (s.e.), each draw "
              "| NAO - RE, all draws | NAO - RS, all draws (lowest draw) |", "|---|---:|---|---|---|---|---:|---:|"]
     for name, dataset in DATASETS.items():
@@ -44,7 +46,7 @@ def table(results: Path) -> list[str]:
         if not folders:
             continue
         for budget in BUDGETS:
-            per_draw = {s: [tests_at(f, s, budget) for f in folders] for s in ("nao", "re", "rs")}
+            per_draw = {s: [values_at(f, s, budget, column) for f in folders] for s in ("nao", "re", "rs")}
             pooled = {s: [v for draw in draws for v in draw] for s, draws in per_draw.items()}
             cells = [f"{m:.2f} ± {se:.2f}" for m, se in (mean_se(pooled[s]) for s in ("nao", "re", "rs"))]
             versus_re = " / ".join(f"{margin(n, r):+.1f}" for n, r in zip(per_draw["nao"], per_draw["re"]))
@@ -58,8 +60,9 @@ def table(results: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--score", action="store_true", help="compare the search score, not the test accuracy")
     args = parser.parse_args()
-    print("\n".join(table(args.results)))
+    print("\n".join(table(args.results, "best_score" if args.score else "best_test")))
 
 
 if __name__ == "__main__":
