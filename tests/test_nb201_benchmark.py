@@ -83,3 +83,13 @@ def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_pa
     assert "CIFAR-100" not in out  # no folders, no rows
     _, rows = draws("--score")
     assert rows[0].endswith("| 92.17 ± 0.07 | 91.90 ± 0.26 | 90.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")
+
+
+def test_origins_counts_every_query_after_the_random_start_by_the_proposal_that_made_it():
+    run = subprocess.run([sys.executable, str(SCRIPT.parent / "origins.py"), "--dataset", "imagenet16", "--seeds", "1",
+                          "--seed-start", "5", "--budget", "25"], capture_output=True, text=True, timeout=300,
+                         env=CHILD_ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = dict(re.findall(r"^\| (nao|mutation) \| (\d+) \|", run.stdout, re.MULTILINE))
+    assert rows == {"nao": "5", "mutation": "10"}  # 10 random, then 5 rounds of 1 decoded + 2 edits
+    assert "Decoded proposals by tokens changed from the best so far: " in run.stdout
