@@ -36,6 +36,10 @@ from naolit.spaces.cnn import CNNCellSpace
 from naolit.supernets.base import Supernet
 
 StemStates = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# oneDNN's AVX2 kernel for the weight gradient of a channels-last, strided 1x1 convolution with fewer than
+# 8 input channels frees memory twice or never returns (torch 2.14.1, on CPUs without AVX-512), and the
+# first reduction's FactorizedReduce has ``channels`` inputs: below 8 channels the supernet stays NCHW.
+CHANNELS_LAST_MIN_CHANNELS = 8
 
 
 class SharedCell(nn.Module):
@@ -143,7 +147,8 @@ class CNNSupernet(Supernet):
     batch); gradient-norm clipping at ``grad_clip``; drop-path rising linearly over the epochs to
     ``drop_path_prob``; auxiliary loss weight ``aux_weight``.
     ``score`` is each architecture's accuracy on the first ``score_batches`` validation batches.
-    ``channels_last`` keeps the weights, and so the activations, in NHWC memory layout.
+    ``channels_last`` keeps the weights, and so the activations, in NHWC memory layout, from
+    ``CHANNELS_LAST_MIN_CHANNELS`` channels on (below, the network stays NCHW).
 
     Weights of ops the step's architecture does not use get no gradient (``None``), so SGD leaves them,
     their momentum and their weight decay alone. Under DDP (``ddp_find_unused_parameters_true``) this
@@ -172,8 +177,8 @@ class CNNSupernet(Supernet):
         self.automatic_optimization = False
         self.net = SharedNetwork(space, num_classes, layers, channels, auxiliary, stem_multiplier)
         use_batch_statistics(self.net)
-        if channels_last:  # convolutions then give channels-last outputs whatever their input's layout
-            self.net.to(memory_format=torch.channels_last)
+        if channels_last and channels >= CHANNELS_LAST_MIN_CHANNELS:
+            self.net.to(memory_format=torch.channels_last)  # convolutions then give channels-last outputs
 
     def forward(self, x: torch.Tensor, arch: Arch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, aux_logits or None) of architecture ``arch`` on images ``x``."""
