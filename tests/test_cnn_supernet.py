@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from naolit.spaces import CNNCellSpace
 from naolit.supernets import CNNSupernet
 
-from conftest import CHILD_ENV
+from conftest import CHILD_ENV, ROOT
 
 SPACE = CNNCellSpace()
 
@@ -74,24 +74,11 @@ def test_every_op_trains_in_normal_and_reduction_cells() -> None:
 def test_few_channels_train_on_cpus_without_avx512() -> None:
     """oneDNN's AVX2 kernel for the weight gradient of a channels-last, strided 1x1 convolution with fewer
     than 8 input channels frees memory twice or never returns (torch 2.14.1); a 4-channel supernet's first
-    FactorizedReduce is one. A fresh process capped at AVX2 trains one over every op."""
-    script = """
-import torch
-import torch.nn.functional as F
-from naolit.spaces import CNNCellSpace
-from naolit.supernets import CNNSupernet
-space = CNNCellSpace()
-model = CNNSupernet(space, num_classes=10, layers=1, channels=4)
-x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 4])
-for op in range(len(space.ops)):
-    arch = space.sample(1, torch.Generator().manual_seed(op))[0]
-    arch[1::2] = space.op_offset + op
-    logits, aux_logits = model(x, tuple(arch.tolist()))
-    (F.cross_entropy(logits, y) + F.cross_entropy(aux_logits, y)).backward()
-"""
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**CHILD_ENV, "ONEDNN_MAX_CPU_ISA": "AVX2"})
-    assert run.returncode == 0, run.stderr[-3000:]
+    FactorizedReduce is one. The test above, in a fresh process capped at AVX2."""
+    test = f"{__file__}::test_every_op_trains_in_normal_and_reduction_cells"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**CHILD_ENV, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
 
 def test_trains_under_mixed_precision_and_scores_under_autocast() -> None:
