@@ -50,14 +50,14 @@ def test_bad_arguments_are_named(tmp_path, args, message):
     assert run.returncode == 2 and message in run.stderr
 
 
-def write_run(folder, strategy, seed, best_test):
-    """A run curve of 150 queries whose best test accuracy is ``best_test`` throughout, its best search score
-    2 points lower."""
+def write_run(folder, strategy, seed, best_test, best_row=1):
+    """A run curve of 150 queries whose best architecture is table row ``best_row`` throughout, with test
+    accuracy ``best_test`` and a search score 2 points lower."""
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     with (folder / "runs" / f"{strategy}_seed{seed}.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["query", "score", "best_score", "best_test", "best_row", "seconds", "controller_seconds"])
-        writer.writerows([q, 90.0, best_test - 2, best_test, 1, 0.1, 0.0] for q in range(1, 151))
+        writer.writerows([q, 90.0, best_test - 2, best_test, best_row, 0.1, 0.0] for q in range(1, 151))
 
 
 def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_path):
@@ -83,6 +83,21 @@ def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_pa
     assert "CIFAR-100" not in out  # no folders, no rows
     _, rows = draws("--score")
     assert rows[0].endswith("| 92.17 ± 0.07 | 91.90 ± 0.26 | 90.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")
+
+
+
+def test_optimum_view_counts_the_runs_on_the_optimum_and_averages_the_others(tmp_path):
+    # CIFAR-10's optimum by its search score is row 6111; the runs on other rows are averaged
+    for seed, (best_test, best_row) in enumerate([(94.37, 6111), (94.0, 7), (93.6, 8)]):
+        write_run(tmp_path / "cifar10", "nao", seed, best_test, best_row)
+    for seed, (best_test, best_row) in enumerate([(93.9, 5), (94.1, 5)]):
+        write_run(tmp_path / "cifar10", "re", seed, best_test, best_row)
+    run = subprocess.run([sys.executable, str(SCRIPT.parent / "draws.py"), "--results", str(tmp_path), "--optimum"],
+                         capture_output=True, text=True, timeout=120, env=CHILD_ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| CIFAR-10 | 100 |")]
+    assert rows == ["| CIFAR-10 | 100 | NAO | 1 / 3 | 91.80 ± 0.20 | 93.80 ± 0.20 |",
+                    "| CIFAR-10 | 100 | regularised evolution | 0 / 2 | 92.00 ± 0.10 | 94.00 ± 0.10 |"]
 
 
 def test_origins_counts_every_query_after_the_random_start_by_the_proposal_that_made_it():

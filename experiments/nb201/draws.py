@@ -2,6 +2,7 @@
 
     python experiments/nb201/draws.py                    # results/DATASET, results/DATASET_draw2, ...
     python experiments/nb201/draws.py --score             # the search score instead of the test accuracy
+    python experiments/nb201/draws.py --optimum           # how many runs end on the optimum, and the others
     python experiments/nb201/draws.py --results OTHER_DIR
 
 A dataset's draws are the folders ``DATASET`` (the first draw) and ``DATASET_drawK`` under ``--results``,
@@ -9,16 +10,23 @@ each written by ``benchmark.py`` with the same budget and strategies. Prints one
 dataset and budget: each strategy's test accuracy (``--score``: its search score), mean ± s.e. over the seeds of all draws; NAO's margin
 over regularised evolution on each draw and over all of them; NAO's margin over random search over all
 draws and on its lowest draw (margins in standard errors of the difference, as in results.md).
+
+``--optimum`` splits the pooled runs of NAO and regularised evolution instead: at each budget, how many
+are on the optimum (the best row by the search score, as in results.md), and the mean search score
+and test accuracy of the others. A strategy that reaches the optimum more often can still trail on
+the test accuracy when its other runs sit on rows whose test accuracy is lower.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
 from datasets import DATASETS
-from summary import at_queries, load_runs, margin, mean_se
+from summary import LABELS, at_queries, load_runs, margin, mean_se, optimum_row
+from naolit.benchmarks import NB201Table
 
 BUDGETS = (50, 100, 150)
 
@@ -57,12 +65,38 @@ def table(results: Path, column: str = "best_test") -> list[str]:
     return lines
 
 
+def optimum_table(results: Path, table: NB201Table) -> list[str]:
+    lines = ["| dataset | queries | strategy | at the optimum | the others: search score | the others: test accuracy |",
+             "|---|---:|---|---:|---|---|"]
+    for name, dataset in DATASETS.items():
+        folders = draw_folders(results, name)
+        if not folders:
+            continue
+        optimum = optimum_row(table.column(dataset.column).tolist())
+        for budget in BUDGETS:
+            for strategy in ("nao", "re"):
+                rows, scores, tests = ([v for f in folders for v in values_at(f, strategy, budget, column)]
+                                       for column in ("best_row", "best_score", "best_test"))
+                others = [i for i, row in enumerate(rows) if row != optimum]
+                cells = [f"{m:.2f} ± {se:.2f}" for m, se in (mean_se([values[i] for i in others])
+                                                            for values in (scores, tests))] if others else ["-", "-"]
+                lines.append(f"| {dataset.title} | {budget} | {LABELS[strategy]} | {len(rows) - len(others)} / "
+                             f"{len(rows)} | {' | '.join(cells)} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--score", action="store_true", help="compare the search score, not the test accuracy")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--score", action="store_true", help="compare the search score, not the test accuracy")
+    view.add_argument("--optimum", action="store_true", help="runs on the optimum, and where the others are")
     args = parser.parse_args()
-    print("\n".join(table(args.results, "best_score" if args.score else "best_test")))
+    if args.optimum:
+        lines = optimum_table(args.results, NB201Table(data_dir=os.environ.get("NAOLIT_DATA_DIR")))
+    else:
+        lines = table(args.results, "best_score" if args.score else "best_test")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
