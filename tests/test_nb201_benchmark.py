@@ -85,7 +85,6 @@ def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_pa
     assert rows[0].endswith("| 92.17 ± 0.07 | 91.90 ± 0.26 | 90.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")
 
 
-
 def test_optimum_view_counts_the_runs_on_the_optimum_and_averages_the_others(tmp_path):
     # CIFAR-10's optimum by its search score is row 6111; the runs on other rows are averaged
     for seed, (best_test, best_row) in enumerate([(94.37, 6111), (94.0, 7), (93.6, 8)]):

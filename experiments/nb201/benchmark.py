@@ -31,8 +31,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
 from common import load_config  # noqa: E402
-from datasets import DATASETS  # noqa: E402
+from datasets import DATASETS, Dataset  # noqa: E402
 from naolit.io import atomic_path  # noqa: E402
+from naolit.search import TabularEvaluator  # noqa: E402
 from naolit.search.job import build_loop  # noqa: E402
 from summary import COLUMNS, summarize  # noqa: E402
 
@@ -136,6 +137,11 @@ def record_command(out: Path) -> None:
         path.write_text("\n".join([*known, command]) + "\n")
 
 
+def dataset_evaluator(dataset: Dataset) -> TabularEvaluator:
+    """The table evaluator of the dataset's runs, from the real config: its search and reported columns."""
+    return instantiate(load_config(["+experiment=nb201_nao", *dataset.overrides]).evaluator)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10", help="the table columns searched")
@@ -175,7 +181,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         record_command(out)
         run_all(out, args.strategies, seeds, args.budget, [*dataset.overrides, *args.overrides], args.jobs)
-    evaluator = instantiate(load_config(["+experiment=nb201_nao", *dataset.overrides]).evaluator)
+    evaluator = dataset_evaluator(dataset)
     summarize(out, dataset, evaluator.scores, evaluator.tests)
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 

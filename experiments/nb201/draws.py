@@ -20,13 +20,13 @@ the test accuracy when its other runs sit on rows whose test accuracy is lower.
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import re
 from pathlib import Path
 
+from benchmark import dataset_evaluator
 from datasets import DATASETS
-from summary import LABELS, at_queries, load_runs, margin, mean_se, optimum_row
-from naolit.benchmarks import NB201Table
+from summary import LABELS, Runs, at_queries, load_runs, margin, mean_se, optimum_row
 
 BUDGETS = (50, 100, 150)
 
@@ -38,9 +38,15 @@ def draw_folders(results: Path, dataset: str) -> list[Path]:
     return first + sorted(numbered, key=lambda p: int(p.name.rsplit("draw", 1)[1]))
 
 
+@functools.cache
+def folder_runs(folder: Path) -> Runs:
+    """The runs saved in a draw's folder, read once however many budgets and columns are asked of them."""
+    return load_runs(folder)
+
+
 def values_at(folder: Path, strategy: str, budget: int, column: str) -> list[float]:
-    """Each run's ``column`` (best_test or best_score) after ``budget`` queries."""
-    runs = load_runs(folder).get(strategy)
+    """Each run's ``column`` (best_test, best_score or best_row) after ``budget`` queries."""
+    runs = folder_runs(folder).get(strategy)
     if not runs:
         raise FileNotFoundError(f"{folder / 'runs'}: no runs of strategy {strategy!r}")
     return [at_queries(run[column], budget) for run in runs.values()]
@@ -65,14 +71,14 @@ def table(results: Path, column: str = "best_test") -> list[str]:
     return lines
 
 
-def optimum_table(results: Path, table: NB201Table) -> list[str]:
+def optimum_table(results: Path) -> list[str]:
     lines = ["| dataset | queries | strategy | at the optimum | the others: search score | the others: test accuracy |",
              "|---|---:|---|---:|---|---|"]
     for name, dataset in DATASETS.items():
         folders = draw_folders(results, name)
         if not folders:
             continue
-        optimum = optimum_row(table.column(dataset.column).tolist())
+        optimum = optimum_row(dataset_evaluator(dataset).scores)
         for budget in BUDGETS:
             for strategy in ("nao", "re"):
                 rows, scores, tests = ([v for f in folders for v in values_at(f, strategy, budget, column)]
@@ -93,7 +99,7 @@ def main() -> None:
     view.add_argument("--optimum", action="store_true", help="runs on the optimum, and where the others are")
     args = parser.parse_args()
     if args.optimum:
-        lines = optimum_table(args.results, NB201Table(data_dir=os.environ.get("NAOLIT_DATA_DIR")))
+        lines = optimum_table(args.results)
     else:
         lines = table(args.results, "best_score" if args.score else "best_test")
     print("\n".join(lines))
