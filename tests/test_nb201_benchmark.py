@@ -99,6 +99,29 @@ def test_optimum_view_counts_the_runs_on_the_optimum_and_averages_the_others(tmp
                     "| CIFAR-10 | 100 | regularised evolution | 0 / 2 | 92.00 ± 0.10 | 94.00 ± 0.10 |"]
 
 
+def test_evolution_view_pools_evolution_on_other_seeds_with_the_draws_and_refuses_a_shared_seed(tmp_path):
+    for seed, value in enumerate([94.0, 94.2]):
+        write_run(tmp_path / "cifar10", "nao", seed, value)
+        write_run(tmp_path / "cifar10", "re", seed, value - 0.4)
+    for seed, value in zip(range(1000, 1004), [93.6, 93.8, 94.0, 94.2]):
+        write_run(tmp_path / "more" / "cifar10", "re", seed, value)
+
+    def draws():
+        return subprocess.run([sys.executable, str(SCRIPT.parent / "draws.py"), "--results", str(tmp_path),
+                               "--evolution", "more"], capture_output=True, text=True, timeout=120, env=CHILD_ENV)
+
+    run = draws()
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| CIFAR-10 | 150 |")]
+    # evolution: 93.6 / 93.8 in the draw, 93.6-94.2 on the other seeds; NAO - evolution in s.e. of the difference:
+    # 0.40 / 0.14 on the draw's, 0.27 / 0.14 over all six runs of evolution
+    assert rows == ["| CIFAR-10 | 150 | 94.10 ± 0.10 (2) | 93.70 ± 0.10 (2) | 93.90 ± 0.13 (4) | 93.83 ± 0.10 (6) "
+                    "| +2.8 | +1.9 |"]
+    write_run(tmp_path / "more" / "cifar10", "re", 1, 93.0)
+    run = draws()
+    assert run.returncode == 1 and "more/cifar10: seeds [1] are also in the draws; expected other seeds" in run.stderr
+
+
 def test_origins_counts_every_query_after_the_random_start_by_the_proposal_that_made_it():
     run = subprocess.run([sys.executable, str(SCRIPT.parent / "origins.py"), "--dataset", "imagenet16", "--seeds", "1",
                           "--seed-start", "5", "--budget", "25"], capture_output=True, text=True, timeout=300,

@@ -3,6 +3,7 @@
     python experiments/nb201/draws.py                    # results/DATASET, results/DATASET_draw2, ...
     python experiments/nb201/draws.py --score             # the search score instead of the test accuracy
     python experiments/nb201/draws.py --optimum           # how many runs end on the optimum, and the others
+    python experiments/nb201/draws.py --evolution evolution_300   # evolution on 300 other seeds too
     python experiments/nb201/draws.py --results OTHER_DIR
 
 A dataset's draws are the folders ``DATASET`` (the first draw) and ``DATASET_drawK`` under ``--results``,
@@ -15,6 +16,11 @@ draws and on its lowest draw (margins in standard errors of the difference, as i
 are on the optimum (the best row by the search score, as in results.md), and the mean search score
 and test accuracy of the others. A strategy that reaches the optimum more often can still trail on
 the test accuracy when its other runs sit on rows whose test accuracy is lower.
+
+``--evolution NAME`` compares NAO's pooled draws with regularised evolution on many more seeds:
+evolution's runs in ``RESULTS/NAME/DATASET`` (seeds none of the draws used) pooled with its runs of the
+draws. Evolution costs half a second a run, so its mean can be pinned down far more tightly than
+NAO's; the margin's standard error is then mostly NAO's own.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import re
+import sys
 from pathlib import Path
 
 from benchmark import dataset_evaluator
@@ -91,17 +98,45 @@ def optimum_table(results: Path) -> list[str]:
     return lines
 
 
+def evolution_table(results: Path, evolution: Path) -> list[str]:
+    lines = ["| dataset | queries | NAO, the draws | evolution, the draws | evolution, other seeds | evolution, all "
+             "| NAO - evolution: the draws | NAO - evolution: all |", "|---|---:|---|---|---|---|---:|---:|"]
+    for name, dataset in DATASETS.items():
+        folders = draw_folders(results, name)
+        if not folders or not (evolution / name).is_dir():
+            continue
+        drawn_seeds = {seed for f in folders for seed in folder_runs(f)["re"]}
+        shared = set(folder_runs(evolution / name).get("re", {})) & drawn_seeds
+        if shared:
+            raise ValueError(f"{evolution / name}: seeds {sorted(shared)} are also in the draws; expected other seeds")
+        for budget in BUDGETS:
+            nao, drawn = ([v for f in folders for v in values_at(f, s, budget, "best_test")] for s in ("nao", "re"))
+            other = values_at(evolution / name, "re", budget, "best_test")
+            cells = [f"{m:.2f} ± {se:.2f} ({len(v)})" for v in (nao, drawn, other, drawn + other)
+                     for m, se in [mean_se(v)]]
+            lines.append(f"| {dataset.title} | {budget} | {' | '.join(cells)} | {margin(nao, drawn):+.1f} "
+                         f"| {margin(nao, drawn + other):+.1f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--score", action="store_true", help="compare the search score, not the test accuracy")
     view.add_argument("--optimum", action="store_true", help="runs on the optimum, and where the others are")
+    view.add_argument("--evolution", metavar="NAME", help="against evolution on more seeds, whose runs are in "
+                                                          "RESULTS/NAME/DATASET (e.g. evolution_300)")
     args = parser.parse_args()
-    if args.optimum:
-        lines = optimum_table(args.results)
-    else:
-        lines = table(args.results, "best_score" if args.score else "best_test")
+    try:
+        if args.evolution:
+            lines = evolution_table(args.results, args.results / args.evolution)
+        elif args.optimum:
+            lines = optimum_table(args.results)
+        else:
+            lines = table(args.results, "best_score" if args.score else "best_test")
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"draws.py: {error}")
     print("\n".join(lines))
 
 
