@@ -22,6 +22,7 @@ from hydra.errors import InstantiationException
 from naolit import checkpoints
 from naolit.benchmarks import NB201Table
 from naolit.controller import NAOController, fit_controller
+from naolit.controller.fit import check_predictor
 from naolit.data import LanguageModelingDataModule, read_text
 from naolit.faults import NonFiniteError
 from naolit.fit import run as fit_run
@@ -141,6 +142,19 @@ def test_a_nan_in_the_controller_loss_stops_its_fit():
     with pytest.raises(NonFiniteError, match=r"the controller's training loss is nan \(step 0\): it diverged; "
                                              r"lower controller.model.lr \(now 0.001\)"):
         fit_controller(controller, archs, torch.rand(20), steps=2)
+
+
+
+def test_a_predictor_collapsed_to_a_constant_names_the_settings_that_collapse_it():
+    controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, weight_decay=0.01)
+    with torch.no_grad():
+        controller.predictor.mlp[-1].weight.zero_()  # what dead ReLUs or a large weight decay leave
+        controller.predictor.mlp[-1].bias.zero_()
+    archs = SPACE.sample(20, torch.Generator().manual_seed(0))
+    with pytest.raises(NonFiniteError, match=r"its predictor gives all 20 architectures the same score 0\.5; it "
+                                             r"diverged or collapsed to a constant: lower controller.model.lr \(now "
+                                             r"0.001\) or controller.model.weight_decay \(now 0.01\)$"):
+        check_predictor(controller, archs, torch.rand(20))
 
 
 @pytest.mark.slow

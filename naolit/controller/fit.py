@@ -110,8 +110,9 @@ def check_fit_settings(fit: Mapping[str, Any]) -> None:
 
 def check_predictor(controller: NAOController, archs: torch.Tensor, scores: torch.Tensor) -> None:
     """Raise NonFiniteError if the predictor's outputs on its training pool are not finite, or are all
-    equal while the scores are not: a predictor saturated or dead after a divergence (its ranking
-    quality, Kendall tau, is then undefined, and NAO's gradient steps are zero)."""
+    equal while the scores are not: a predictor saturated or dead after a divergence, or shrunk to a
+    constant by too strong a weight decay (its ranking quality, Kendall tau, is then undefined, and
+    NAO's gradient steps are zero)."""
     predicted = controller.predict_scores(archs)
     hint = f"the controller diverged; lower controller.model.lr (now {controller.hparams.lr:g})"
     if not torch.isfinite(predicted).all():
@@ -119,4 +120,6 @@ def check_predictor(controller: NAOController, archs: torch.Tensor, scores: torc
         raise NonFiniteError(f"the controller predicts {bad} for an architecture of its training pool: {hint}")
     if len(predicted) > 1 and (predicted == predicted[0]).all() and (scores != scores[0]).any():
         raise NonFiniteError(f"the controller's Kendall tau on its training pool is nan: its predictor gives all "
-                             f"{len(predicted)} architectures the same score {predicted[0].item():g}; {hint}")
+                             f"{len(predicted)} architectures the same score {predicted[0].item():g}; it diverged or "
+                             f"collapsed to a constant: lower controller.model.lr (now {controller.hparams.lr:g}) or "
+                             f"controller.model.weight_decay (now {controller.hparams.weight_decay:g})")
