@@ -60,7 +60,7 @@ def write_run(folder, strategy, seed, best_test, best_row=1):
         writer.writerows([q, 90.0, best_test - 2, best_test, best_row, 0.1, 0.0] for q in range(1, 151))
 
 
-def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_path):
+def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin_and_plots_them(tmp_path):
     accuracies = {"cifar10": {"nao": [94.0, 94.2], "re": [93.0, 93.2], "rs": [92.0, 92.4]},  # first draw
                   "cifar10_draw2": {"nao": [94.1, 94.3], "re": [94.3, 94.5], "rs": [92.0, 92.2]},
                   "cifar10_draw10": {"nao": [94.0, 94.4], "re": [94.0, 94.4], "rs": [93.0, 93.4]}}
@@ -83,6 +83,9 @@ def test_draws_table_pools_the_draws_in_order_and_gives_each_draws_margin(tmp_pa
     assert "CIFAR-100" not in out  # no folders, no rows
     _, rows = draws("--score")
     assert rows[0].endswith("| 92.17 ± 0.07 | 91.90 ± 0.26 | 90.50 ± 0.24 | +7.1 / -1.4 / +0.0 | +1.0 | +6.8 (+3.5) |")
+    out, _ = draws("--plot")
+    assert f"wrote {tmp_path / 'cifar10_all_draws.png'}" in out and "cifar100_all_draws" not in out
+    assert (tmp_path / "cifar10_all_draws.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_optimum_view_counts_the_runs_on_the_optimum_and_averages_the_others(tmp_path):

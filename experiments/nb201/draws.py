@@ -4,6 +4,7 @@
     python experiments/nb201/draws.py --score             # the search score instead of the test accuracy
     python experiments/nb201/draws.py --optimum           # how many runs end on the optimum, and the others
     python experiments/nb201/draws.py --evolution evolution_300   # evolution on 300 other seeds too
+    python experiments/nb201/draws.py --plot              # also RESULTS/DATASET_all_draws.png, the pooled curves
     python experiments/nb201/draws.py --results OTHER_DIR
 
 A dataset's draws are the folders ``DATASET`` (the first draw) and ``DATASET_drawK`` under ``--results``,
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from benchmark import dataset_evaluator
 from datasets import DATASETS
-from summary import LABELS, Runs, at_queries, load_runs, margin, mean_se, optimum_row
+from summary import LABELS, Runs, at_queries, load_runs, margin, mean_se, optimum_row, plot_runs
 
 BUDGETS = (50, 100, 150)
 
@@ -119,6 +120,28 @@ def evolution_table(results: Path, evolution: Path) -> list[str]:
     return lines
 
 
+def plot_pooled(results: Path) -> list[Path]:
+    """RESULTS/DATASET_all_draws.png: each strategy's curve over the seeds of all the dataset's draws."""
+    written = []
+    for name, dataset in DATASETS.items():
+        folders = draw_folders(results, name)
+        if not folders:
+            continue
+        pooled: Runs = {}  # strategy -> run number (the draws' seeds one after the other) -> curve
+        for folder in folders:
+            for strategy, by_seed in folder_runs(folder).items():
+                runs = pooled.setdefault(strategy, {})
+                for run in by_seed.values():
+                    runs[len(runs)] = run
+        evaluator = dataset_evaluator(dataset)
+        seeds = max(len(runs) for runs in pooled.values())
+        path = results / f"{name}_all_draws.png"
+        plot_runs(pooled, path, reference=evaluator.tests[optimum_row(evaluator.scores)],
+                  title=f"NAS-Bench-201 {dataset.title}: {seeds} seeds in {len(folders)} draws")
+        written.append(path)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
@@ -127,6 +150,7 @@ def main() -> None:
     view.add_argument("--optimum", action="store_true", help="runs on the optimum, and where the others are")
     view.add_argument("--evolution", metavar="NAME", help="against evolution on more seeds, whose runs are in "
                                                           "RESULTS/NAME/DATASET (e.g. evolution_300)")
+    parser.add_argument("--plot", action="store_true", help="also draw RESULTS/DATASET_all_draws.png")
     args = parser.parse_args()
     try:
         if args.evolution:
@@ -135,9 +159,12 @@ def main() -> None:
             lines = optimum_table(args.results)
         else:
             lines = table(args.results, "best_score" if args.score else "best_test")
+        plots = plot_pooled(args.results) if args.plot else []
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"draws.py: {error}")
     print("\n".join(lines))
+    for path in plots:
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

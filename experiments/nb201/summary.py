@@ -151,6 +151,13 @@ def summarize(out: Path, dataset: Dataset, scores: list[float], tests: list[floa
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text("\n".join(lines))
 
+    plot_runs(runs, out / "results.png", reference=tests[optimum],
+              title=f"NAS-Bench-201 {dataset.title}: best so far by {dataset.column}")
+
+
+def plot_runs(runs: Runs, path: Path, reference: float, title: str) -> None:
+    """Each strategy's mean test accuracy of the best so far against the queries, with a ± s.e. band."""
+    budget = max(len(run["query"]) for by_seed in runs.values() for run in by_seed.values())
     queries = list(range(min(PLOT_FROM, budget), budget + 1))
     curves = {}
     for strategy, by_seed in runs.items():
@@ -158,5 +165,4 @@ def summarize(out: Path, dataset: Dataset, scores: list[float], tests: list[floa
         se = curve.std(axis=0, ddof=1) / np.sqrt(len(curve)) if len(curve) > 1 else None
         curves[LABELS.get(strategy, strategy)] = (queries, curve.mean(axis=0).tolist(),
                                                   None if se is None else se.tolist())
-    plot_curves(curves, out / "results.png", ylabel="test accuracy (%), mean ± s.e.", reference=tests[optimum],
-                title=f"NAS-Bench-201 {dataset.title}: best so far by {dataset.column}")
+    plot_curves(curves, path, ylabel="test accuracy (%), mean ± s.e.", reference=reference, title=title)
