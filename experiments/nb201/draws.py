@@ -119,7 +119,7 @@ def evolution_table(results: Path, evolution: Path) -> list[str]:
         folders = draw_folders(results, name)
         if not folders or not (evolution / name).is_dir():
             continue
-        drawn_seeds = {seed for f in folders for seed in folder_runs(f)["re"]}
+        drawn_seeds = {seed for f in folders for seed in folder_runs(f).get("re", {})}
         shared = set(folder_runs(evolution / name).get("re", {})) & drawn_seeds
         if shared:
             raise ValueError(f"{evolution / name}: seeds {sorted(shared)} are also in the draws; expected other seeds")
