@@ -144,7 +144,6 @@ def test_a_nan_in_the_controller_loss_stops_its_fit():
         fit_controller(controller, archs, torch.rand(20), steps=2)
 
 
-
 def test_a_predictor_collapsed_to_a_constant_names_the_settings_that_collapse_it():
     controller = NAOController(SPACE, embedding_size=8, hidden_size=16, predictor_hidden_size=16, weight_decay=0.01)
     with torch.no_grad():

@@ -114,12 +114,13 @@ def check_predictor(controller: NAOController, archs: torch.Tensor, scores: torc
     constant by too strong a weight decay (its ranking quality, Kendall tau, is then undefined, and
     NAO's gradient steps are zero)."""
     predicted = controller.predict_scores(archs)
-    hint = f"the controller diverged; lower controller.model.lr (now {controller.hparams.lr:g})"
+    lower_lr = f"lower controller.model.lr (now {controller.hparams.lr:g})"
     if not torch.isfinite(predicted).all():
         bad = predicted[~torch.isfinite(predicted)][0].item()
-        raise NonFiniteError(f"the controller predicts {bad} for an architecture of its training pool: {hint}")
+        raise NonFiniteError(f"the controller predicts {bad} for an architecture of its training pool: the "
+                             f"controller diverged; {lower_lr}")
     if len(predicted) > 1 and (predicted == predicted[0]).all() and (scores != scores[0]).any():
         raise NonFiniteError(f"the controller's Kendall tau on its training pool is nan: its predictor gives all "
                              f"{len(predicted)} architectures the same score {predicted[0].item():g}; it diverged or "
-                             f"collapsed to a constant: lower controller.model.lr (now {controller.hparams.lr:g}) or "
-                             f"controller.model.weight_decay (now {controller.hparams.weight_decay:g})")
+                             f"collapsed to a constant: {lower_lr} or controller.model.weight_decay (now "
+                             f"{controller.hparams.weight_decay:g})")
