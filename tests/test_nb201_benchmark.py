@@ -134,3 +134,14 @@ def test_origins_counts_every_query_after_the_random_start_by_the_proposal_that_
     rows = dict(re.findall(r"^\| (nao|mutation) \| (\d+) \|", run.stdout, re.MULTILINE))
     assert rows == {"nao": "5", "mutation": "10"}  # 10 random, then 5 rounds of 1 decoded + 2 edits
     assert "Decoded proposals by tokens changed from the best so far: " in run.stdout
+
+
+def test_candidates_judges_each_ranker_on_every_round_that_chose_among_decoded_candidates():
+    run = subprocess.run([sys.executable, str(SCRIPT.parent / "candidates.py"), "--dataset", "imagenet16", "--seeds",
+                          "1", "--seed-start", "5", "--budget", "25"], capture_output=True, text=True, timeout=300,
+                         env=CHILD_ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| ranker | beats the best: all 5 rounds | stalled for 15+ queries: " in run.stdout  # 10 random, 5 rounds
+    shares = dict(re.findall(r"^\| ([a-z ]+) \| ([\d.]+)% \|", run.stdout, re.MULTILINE))
+    assert set(shares) == {"predictor", "gaussian process", "thompson", "ridge", "true score"}
+    assert all(float(shares[name]) <= float(shares["true score"]) for name in shares)  # no pick beats the ceiling

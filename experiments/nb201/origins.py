@@ -10,19 +10,16 @@ so far; for decoded ones also how many tokens they differ from the best architec
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import sys
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
 from common import load_config  # noqa: E402
 from datasets import DATASETS  # noqa: E402
+from searches import each_seed, search_parser  # noqa: E402
 from naolit.search.job import build_loop  # noqa: E402
 
 Query = tuple[str, int, bool]  # origin, tokens changed from the best so far, whether it raised the best score
@@ -55,23 +52,8 @@ def report(queries: list[Query]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--seed-start", type=int, default=100)
-    parser.add_argument("--budget", type=int, default=150)
-    parser.add_argument("--jobs", type=int, default=1, help="searches in parallel (one torch thread each if > 1)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
-    args = parser.parse_args()
-    seeds = range(args.seed_start, args.seed_start + args.seeds)
-    arguments = ([s, args.dataset, args.budget, args.overrides] for s in seeds)
-    if args.jobs == 1:
-        runs = [queries_of(*a) for a in arguments]
-    else:  # spawn, and one thread per worker, as benchmark.py does
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            runs = list(pool.map(queries_of, *zip(*arguments)))
-    print("\n".join(report([q for run in runs for q in run])))
+    args = search_parser(__doc__).parse_args()
+    print("\n".join(report([q for run in each_seed(queries_of, args) for q in run])))
 
 
 if __name__ == "__main__":

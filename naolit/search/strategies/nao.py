@@ -9,9 +9,11 @@ import torch
 
 from naolit.controller import (Generated, NAOController, fit_controller, generate_new, kendall_tau,
                                pairwise_accuracy, recovery)
+from naolit.controller.data import rank_normalize
 from naolit.controller.fit import check_fit_settings
 from naolit.search.pool import ArchPool
 from naolit.search.strategies.base import Proposal, Strategy
+from naolit.search.strategies.thompson import TokenGaussianProcess
 from naolit.spaces import Arch, SearchSpace
 
 
@@ -26,14 +28,19 @@ class NAOStrategy(Strategy):
     (null: ``fit.steps``); each later fit warm-starts it for ``fit.steps``, a short update on the few
     new architectures of the round.
 
-    With ``candidates`` > the number wanted, that many new architectures are decoded and the ones
-    the predictor scores highest are kept: under small query budgets this spends the queries on
-    the most promising decodings instead of on whichever appeared at the smallest step size.
+    With ``candidates`` > the number wanted, that many new architectures are decoded and the most
+    promising are kept: under small query budgets this spends the queries on the best decodings instead
+    of on whichever appeared at the smallest step size. ``choose_by`` says which are most promising:
+    ``predictor``, the controller's own scores, or ``thompson``, one draw of a Gaussian process on the
+    pool's tokens (``thompson.py``: the candidates were decoded by ascending the predictor, so it
+    overrates them).
     """
+
+    CHOOSE_BY = ("predictor", "thompson")
 
     def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
                  initial_size: int = 100, per_round: int = 100, num_random: int = 0, num_mutations: int = 0,
-                 candidates: int | None = None, first_steps: int | None = None):
+                 candidates: int | None = None, first_steps: int | None = None, choose_by: str = "predictor"):
         super().__init__(space, initial_size, per_round)
         if num_random < 0 or num_mutations < 0 or num_random + num_mutations > per_round:
             raise ValueError(f"nao strategy: num_random and num_mutations must be >= 0 and sum to at most "
@@ -41,12 +48,17 @@ class NAOStrategy(Strategy):
         if candidates is not None and candidates < per_round - num_random - num_mutations:
             raise ValueError(f"nao strategy: candidates must be null or >= per_round - num_random - num_mutations = "
                              f"{per_round - num_random - num_mutations}, got {candidates}")
+        if choose_by not in self.CHOOSE_BY:
+            raise ValueError(f"nao strategy: choose_by must be one of {self.CHOOSE_BY}, got {choose_by!r}")
+        if choose_by == "thompson" and initial_size < 2:
+            raise ValueError(f"nao strategy: choose_by=thompson fits a Gaussian process to the pool, which needs "
+                             f"initial_size >= 2, got {initial_size}")
         check_fit_settings(fit)
         if first_steps is not None and first_steps < 1:
             raise ValueError(f"nao strategy: first_steps must be null or >= 1, got {first_steps}")
         self.first_steps = first_steps
         self.fitted = False  # whether the controller has been fit once (the next fits warm-start it)
-        self.candidates = candidates
+        self.candidates, self.choose_by = candidates, choose_by
         self.controller, self.fit, self.generate = controller, dict(fit), dict(generate)
         self.top_k = self.generate.pop("top_k")
         self.num_random, self.num_mutations = num_random, num_mutations
@@ -64,7 +76,7 @@ class NAOStrategy(Strategy):
         num_nao = max(n - self.num_random - self.num_mutations, 0)
         generated = generate_new(self.controller, seeds, max(num_nao, self.candidates or 0), pool.seen, **self.generate)
         if len(generated) > num_nao:
-            generated = self._most_promising(generated, num_nao)
+            generated = self._most_promising(generated, num_nao, self._promise(generated, archs, scores, generator))
         proposals = [(g.arch, f"nao eta={g.eta:g}") for g in generated]
         taken = pool.seen | {self.space.canonical(a) for a, _ in proposals}
         mutations = self._mutations(pool, min(self.num_mutations, n - len(proposals)), taken, generator)
@@ -91,11 +103,19 @@ class NAOStrategy(Strategy):
                 chosen[keys[i]] = fresh[keys[i]]
         return list(chosen.values())
 
-    def _most_promising(self, generated: list[Generated], n: int) -> list[Generated]:
-        """The ``n`` candidates the predictor scores highest, spread over seeds: each seed's best
-        candidate first, then each seed's second best, ... (so one basin cannot take every query)."""
-        predicted = self.controller.predict_scores(torch.tensor([g.arch for g in generated], dtype=torch.long))
-        order = predicted.argsort(descending=True, stable=True).tolist()
+    def _promise(self, generated: list[Generated], archs: torch.Tensor, scores: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+        """How promising each candidate is, by ``choose_by``: higher is better."""
+        candidates = torch.tensor([g.arch for g in generated], dtype=torch.long)
+        if self.choose_by == "predictor":
+            return self.controller.predict_scores(candidates)
+        return TokenGaussianProcess(archs, rank_normalize(scores)).sample(candidates, generator).float()
+
+    @staticmethod
+    def _most_promising(generated: list[Generated], n: int, promise: torch.Tensor) -> list[Generated]:
+        """The ``n`` most promising candidates, spread over seeds: each seed's best candidate first, then
+        each seed's second best, ... (so one basin cannot take every query)."""
+        order = promise.argsort(descending=True, stable=True).tolist()
         rank_within_seed: dict[int, int] = {}
         tier = []
         for i in order:
