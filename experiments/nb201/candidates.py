@@ -8,8 +8,9 @@ came from. Each ranker then picks one candidate per round, as NAO's predictor pi
 the report counts the rounds in which that pick scores above the best architecture so far (by the table's
 search score, which the search has not seen for the candidates):
 
-- `predictor`: the controller's predictor, what NAO queries with `strategy.choose_by=predictor`. The candidates were decoded by gradient
-  ascent on this same predictor, so they are the architectures it overrates most.
+- `predictor`: the controller's predictor, what NAO queries with `strategy.choose_by=predictor`. The
+  candidates were decoded by gradient ascent on this same predictor, so they are the architectures it
+  overrates most.
 - `gaussian process`: the posterior mean of a Gaussian process on the pool's rank targets, kernel
   var * exp(-d / length) over the Hamming distance d between token sequences, length and noise by marginal
   likelihood on a grid (`naolit/search/strategies/thompson.py`).
@@ -50,7 +51,8 @@ def ridge(pool: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor, v
     return one_hot(candidates) @ weights
 
 
-Round = dict[str, float]  # per ranker, 1.0 if its pick beats the best so far; "stalled": 1.0 if the search has
+# per ranker, 1.0 if its pick beats the best so far; "stalled": 1.0 if that best is STALLED or more queries old
+Round = dict[str, float]
 
 
 def rounds_of(seed: int, dataset: str, budget: int, overrides: list[str]) -> list[Round]:

@@ -28,11 +28,11 @@ class TokenGaussianProcess:
         y = targets.double()
         self.mean = y.mean()
         self.variance = y.var().clamp_min(1e-12)  # equal targets: a flat posterior, not a singular kernel
-        distances = _hamming(self.tokens, self.tokens)
+        distances, identity = _hamming(self.tokens, self.tokens), torch.eye(len(y), dtype=torch.double)
         best = None
         for length in LENGTHS:
             for noise in NOISES:
-                kernel = self.variance * (torch.exp(-distances / length) + noise * torch.eye(len(y), dtype=torch.double))
+                kernel = self.variance * (torch.exp(-distances / length) + noise * identity)
                 chol = torch.linalg.cholesky(kernel)
                 alpha = torch.cholesky_solve((y - self.mean)[:, None], chol)[:, 0]
                 log_likelihood = -0.5 * (y - self.mean) @ alpha - torch.log(torch.diagonal(chol)).sum()
