@@ -6,6 +6,8 @@
 Reports, on the held-out architectures, the predictor's Kendall tau over all of them and over the
 best 10% only (by true score: how well it orders the candidates a search cares about) and its pairwise
 accuracy, the decoder's exact recovery and mean Hamming distance, and the wall time per optimizer step.
+For comparison, the same two Kendall taus of the other ranker NAO can choose candidates by
+(`strategy.choose_by=thompson`): the posterior mean of a Gaussian process on the training architectures' tokens.
 Trailing arguments are Hydra overrides of the real config (conf/).
 """
 
@@ -21,6 +23,8 @@ from hydra.utils import instantiate
 from common import load_config
 from naolit.benchmarks import NB201Table
 from naolit.controller import fit_controller, kendall_tau, pairwise_accuracy, recovery
+from naolit.controller.data import rank_normalize
+from naolit.search.strategies.thompson import TokenGaussianProcess
 
 
 def main() -> None:
@@ -58,6 +62,12 @@ def main() -> None:
     print(f"train={len(train)} test={len(test)} steps={fit.steps} unlabelled={fit.unlabelled} "
           f"seconds_per_step={seconds_per_step:.4f} kendall_tau={tau:.4f} top10_kendall_tau={top_tau:.4f} "
           f"pairwise_accuracy={pair_acc:.4f} recovery={exact:.4f} hamming={hamming:.4f}")
+
+    process = TokenGaussianProcess(table.tokens[train], rank_normalize(scores[train]))
+    gp_mean, _ = process.posterior(table.tokens[test])
+    print(f"gaussian_process length={process.length} noise={process.noise} "
+          f"kendall_tau={kendall_tau(gp_mean, scores[test]):.4f} "
+          f"top10_kendall_tau={kendall_tau(gp_mean[top], scores[test][top]):.4f}")
 
 if __name__ == "__main__":
     main()
