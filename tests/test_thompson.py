@@ -52,12 +52,15 @@ def test_nao_refuses_an_unknown_choose_by_and_thompson_on_a_start_of_one():
     with pytest.raises(ValueError, match=r"choose_by must be one of \('predictor', 'thompson'\), got 'ucb'"):
         NAOStrategy(SPACE, controller, fit={"steps": 1}, generate={"top_k": 3}, choose_by="ucb")
     with pytest.raises(ValueError, match="needs initial_size >= 2, got 1"):
-        NAOStrategy(SPACE, controller, fit={"steps": 1}, generate={"top_k": 3}, initial_size=1, choose_by="thompson")
+        NAOStrategy(SPACE, controller, fit={"steps": 1}, generate={"top_k": 3}, initial_size=1, per_round=1,
+                    candidates=5, choose_by="thompson")
+    NAOStrategy(SPACE, controller, fit={"steps": 1}, generate={"top_k": 3}, initial_size=1)  # nothing to rank
 
 
-def test_a_nao_search_choosing_by_thompson_queries_decoded_candidates_and_repeats_with_its_seed(search_cfg):
+@pytest.mark.parametrize("choose_by", ["thompson", "predictor"])
+def test_a_nao_search_choosing_among_candidates_queries_decoded_ones_and_repeats_with_its_seed(search_cfg, choose_by):
     def history():
-        loop = fresh_loop(search_cfg("nao", "strategy.choose_by=thompson", "strategy.candidates=20",
+        loop = fresh_loop(search_cfg("nao", f"strategy.choose_by={choose_by}", "strategy.candidates=20",
                                      "controller.fit.steps=2", "strategy.first_steps=5", *TINY_CONTROLLER))
         loop.run(max_rounds=4)
         return [(r.arch, r.origin) for r in loop.pool.history]

@@ -31,16 +31,16 @@ class NAOStrategy(Strategy):
     With ``candidates`` > the number wanted, that many new architectures are decoded and the most
     promising are kept: under small query budgets this spends the queries on the best decodings instead
     of on whichever appeared at the smallest step size. ``choose_by`` says which are most promising:
-    ``predictor``, the controller's own scores, or ``thompson``, one draw of a Gaussian process on the
-    pool's tokens (``thompson.py``: the candidates were decoded by ascending the predictor, so it
-    overrates them).
+    ``thompson``, one draw of a Gaussian process on the pool's tokens, or ``predictor``, the controller's
+    own scores (``thompson.py``: the candidates were decoded by ascending the predictor, so it overrates
+    them).
     """
 
     CHOOSE_BY = ("predictor", "thompson")
 
     def __init__(self, space: SearchSpace, controller: NAOController, fit: dict[str, Any], generate: dict[str, Any],
                  initial_size: int = 100, per_round: int = 100, num_random: int = 0, num_mutations: int = 0,
-                 candidates: int | None = None, first_steps: int | None = None, choose_by: str = "predictor"):
+                 candidates: int | None = None, first_steps: int | None = None, choose_by: str = "thompson"):
         super().__init__(space, initial_size, per_round)
         if num_random < 0 or num_mutations < 0 or num_random + num_mutations > per_round:
             raise ValueError(f"nao strategy: num_random and num_mutations must be >= 0 and sum to at most "
@@ -50,7 +50,7 @@ class NAOStrategy(Strategy):
                              f"{per_round - num_random - num_mutations}, got {candidates}")
         if choose_by not in self.CHOOSE_BY:
             raise ValueError(f"nao strategy: choose_by must be one of {self.CHOOSE_BY}, got {choose_by!r}")
-        if choose_by == "thompson" and initial_size < 2:
+        if choose_by == "thompson" and candidates is not None and initial_size < 2:
             raise ValueError(f"nao strategy: choose_by=thompson fits a Gaussian process to the pool, which needs "
                              f"initial_size >= 2, got {initial_size}")
         check_fit_settings(fit)
