@@ -1,6 +1,7 @@
 """The README's NAS-Bench-201 table: every draw of seeds of every dataset, each draw's margins and the pooled means.
 
-    python experiments/nb201/draws.py                    # results/DATASET, results/DATASET_draw2, ...
+    python experiments/nb201/draws.py --results experiments/nb201/results/thompson   # the README's table
+    python experiments/nb201/draws.py                    # results/DATASET, results/DATASET_draw2, ... (earlier default)
     python experiments/nb201/draws.py --score             # the search score instead of the test accuracy
     python experiments/nb201/draws.py --optimum           # how many runs end on the optimum, and the others
     python experiments/nb201/draws.py --evolution evolution_300   # evolution on 300 other seeds too
