@@ -69,5 +69,6 @@ def main() -> None:
           f"kendall_tau={kendall_tau(gp_mean, scores[test]):.4f} "
           f"top10_kendall_tau={kendall_tau(gp_mean[top], scores[test][top]):.4f}")
 
+
 if __name__ == "__main__":
     main()
