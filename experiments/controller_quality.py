@@ -64,7 +64,7 @@ def main() -> None:
           f"pairwise_accuracy={pair_acc:.4f} recovery={exact:.4f} hamming={hamming:.4f}")
 
     process = TokenGaussianProcess(table.tokens[train], rank_normalize(scores[train]))
-    gp_mean, _ = process.posterior(table.tokens[test])
+    gp_mean = process.predict(table.tokens[test])
     print(f"gaussian_process length={process.length} noise={process.noise} "
           f"kendall_tau={kendall_tau(gp_mean, scores[test]):.4f} "
           f"top10_kendall_tau={kendall_tau(gp_mean[top], scores[test][top]):.4f}")

@@ -22,6 +22,7 @@ def test_the_posterior_ranks_unseen_architectures_and_is_sure_only_where_the_poo
     gp = TokenGaussianProcess(tokens[:60], score[:60])
     mean, _ = gp.posterior(tokens[60:])
     assert kendall_tau(mean.float(), score[60:].float()) > 0.7
+    assert torch.equal(gp.predict(tokens[60:]), mean)  # the mean alone, without the covariance
     unseen = 1 + tokens[:5] % 5  # every token changed
     _, covariance = gp.posterior(torch.cat([tokens[:5], unseen]))
     assert covariance.diagonal()[:5].max() < 0.1 * covariance.diagonal()[5:].min()

@@ -4,11 +4,12 @@
 
 Runs NAO (`+experiment=nb201_nao`, the real config, Hydra overrides last) on each seed and records, every
 round, the candidates the controller decoded (`strategy.candidates` of them) and the evaluated pool they
-came from. Each ranker then picks one candidate per round, as NAO's predictor picks the one it queries, and
+came from. Each ranker then picks one candidate per round, as NAO picks the one it queries, and
 the report counts the rounds in which that pick scores above the best architecture so far (by the table's
 search score, which the search has not seen for the candidates):
 
-- `predictor`: the controller's predictor, what NAO queries with `strategy.choose_by=predictor`. The
+- `predictor`: the controller's predictor, what NAO queries with `strategy.choose_by=predictor` (the searches
+  measured follow `strategy.choose_by` too: the default, thompson, unless overridden). The
   candidates were decoded by gradient ascent on this same predictor, so they are the architectures it
   overrates most.
 - `gaussian process`: the posterior mean of a Gaussian process on the pool's rank targets, kernel
@@ -73,7 +74,7 @@ def rounds_of(seed: int, dataset: str, budget: int, overrides: list[str]) -> lis
         targets = rank_normalize(scores)
         gaussian_process = TokenGaussianProcess(archs, targets)
         picks = {"predictor": strategy.controller.predict_scores(candidates),
-                 "gaussian process": gaussian_process.posterior(candidates)[0],
+                 "gaussian process": gaussian_process.predict(candidates),
                  "thompson": gaussian_process.sample(candidates, torch.Generator().manual_seed(len(history))),
                  "ridge": ridge(archs, targets, candidates, strategy.space.vocab_size),
                  "true score": true}

@@ -43,12 +43,15 @@ class TokenGaussianProcess:
     def _kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.variance * torch.exp(-_hamming(a.long(), b.long()) / self.length)
 
+    def predict(self, candidates: torch.Tensor) -> torch.Tensor:
+        """The posterior mean of the function at the candidates."""
+        return self.mean + self._kernel(candidates, self.tokens) @ self._alpha
+
     def posterior(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and covariance of the function (noise-free) at the candidates."""
         cross = self._kernel(candidates, self.tokens)
-        mean = self.mean + cross @ self._alpha
         covariance = self._kernel(candidates, candidates) - cross @ torch.cholesky_solve(cross.T, self._chol)
-        return mean, (covariance + covariance.T) / 2
+        return self.mean + cross @ self._alpha, (covariance + covariance.T) / 2
 
     def sample(self, candidates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One joint draw of the function at the candidates."""
